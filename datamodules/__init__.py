@@ -1,0 +1,7 @@
+"""Datamodules: JSONL readers and seeded synthetic tasks. Importing this package makes their short names usable in YAML."""
+
+from litforge.datamodules.base import LMDataModule
+from litforge.datamodules.sft import SFTDataModule
+from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
+
+__all__ = ["LMDataModule", "SFTDataModule", "SyntheticTextDataModule", "TextDataModule"]

@@ -1,0 +1,66 @@
+"""Causal language modelling: pretraining on all tokens, or SFT with the loss on response tokens only.
+
+Which tokens carry loss is decided by the data (labels of -100 are skipped), so one module serves both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from litforge.data import IGNORE_INDEX
+from litforge.losses import shift, token_cross_entropy
+from litforge.module import LitforgeModule
+
+
+class CausalLM(LitforgeModule):
+    """Next-token prediction; validation reports loss, perplexity and next-token accuracy per validation set.
+
+    Args: see `LitforgeModule`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.val_metrics = nn.ModuleList()  # one (loss, accuracy) pair per validation set, made on first use
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss, count = token_cross_entropy(logits, batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss, count = token_cross_entropy(logits, batch["labels"])
+        logits, targets = shift(logits, batch["labels"])
+        labelled = targets != IGNORE_INDEX
+        correct = (logits.argmax(-1) == targets)[labelled].float()
+        loss_metric, accuracy_metric = self.metrics_for(dataloader_idx)
+        loss_metric.update(loss, weight=count)
+        accuracy_metric.update(correct)
+        prefix = self.val_prefix(dataloader_idx)
+        self.log(f"{prefix}/loss", loss_metric, prog_bar=True, add_dataloader_idx=False)
+        self.log(f"{prefix}/acc", accuracy_metric, add_dataloader_idx=False)
+
+    def on_validation_epoch_end(self) -> None:
+        for index in range(len(self.val_metrics)):
+            loss = self.trainer.callback_metrics.get(f"{self.val_prefix(index)}/loss")
+            if loss is not None:
+                self.log(f"{self.val_prefix(index)}/ppl", torch.exp(loss), add_dataloader_idx=False)
+
+    test_step = validation_step
+
+    def metrics_for(self, dataloader_idx: int) -> nn.ModuleList:
+        """The (loss, accuracy) metrics of one validation set."""
+        while len(self.val_metrics) <= dataloader_idx:
+            self.val_metrics.append(nn.ModuleList([MeanMetric(), MeanMetric()]).to(self.device))
+        return self.val_metrics[dataloader_idx]
+
+    def val_prefix(self, dataloader_idx: int) -> str:
+        """'val', or 'val_<name>' when the datamodule names its validation sets."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = datamodule.names("val") if hasattr(datamodule, "names") else [""]
+        name = names[dataloader_idx] if dataloader_idx < len(names) else str(dataloader_idx)
+        stage = "test" if self._trainer is not None and self.trainer.testing else "val"
+        return f"{stage}_{name}" if name else stage

@@ -1,0 +1,186 @@
+"""Data I/O shared by every datamodule: the one data error type, JSONL reading, encoding, collation, sampling."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+Sample = dict[str, list[int]]  # "input_ids", "labels" and any further per-token int fields
+
+
+class DataError(ValueError):
+    """Bad input data: names the file, the line and the field, so the user can fix it before training."""
+
+    def __init__(self, path: str | os.PathLike | None, line: int | None, field: str | None, message: str):
+        self.path, self.line, self.field, self.message = path, line, field, message
+        where = str(path) if path is not None else "<data>"
+        if line is not None:
+            where += f":{line}"
+        if field is not None:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class Record(dict):
+    """One parsed JSONL object that remembers where it came from, so later checks can name file and line."""
+
+    path: str
+    line: int
+
+    def error(self, field: str | None, message: str) -> DataError:
+        """A DataError pointing at this record."""
+        return DataError(self.path, self.line, field, message)
+
+    def get_typed(self, field: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
+        """The value of `field`, checked to be of `kind`; a missing or mistyped field raises DataError."""
+        if field not in self:
+            if required:
+                raise self.error(field, "missing")
+            return None
+        value = self[field]
+        if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
+            names = " or ".join(k.__name__ for k in _as_tuple(kind))
+            raise self.error(field, f"expected {names}, got {type(value).__name__}")
+        return value
+
+    def get_text(self, field: str, required: bool = True, allow_empty: bool = False) -> str | None:
+        """A string field; empty strings are refused unless `allow_empty`."""
+        value = self.get_typed(field, str, required)
+        if value is not None and not allow_empty and not value.strip():
+            raise self.error(field, "is empty")
+        return value
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Record]:
+    """Parse a JSONL file into Records; invalid JSON, non-object lines and an empty file raise DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(path, number, None, f"invalid JSON ({error.msg} at column {error.colno})") from None
+            if not isinstance(value, dict):
+                raise DataError(path, number, None, f"expected a JSON object, got {type(value).__name__}")
+            record = Record(value)
+            record.path, record.line = str(path), number
+            records.append(record)
+    if not records:
+        raise DataError(path, None, None, "file is empty")
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Write rows as JSONL atomically: readers see the old file or the whole new one, never a part."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_prompt_response(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str,
+                           add_bos: bool = True) -> Sample:
+    """Tokens of bos + prompt + response + eos, with labels on the response (and eos) only."""
+    prompt_ids = ([tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else [])
+    prompt_ids += tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids}
+
+
+def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Tokens of bos + text + eos (a document boundary on both sides)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def pack(documents: Iterable[list[int]], block_size: int) -> list[Sample]:
+    """Concatenate token documents and cut the stream into blocks of `block_size` (the last partial block is dropped)."""
+    stream = [token for document in documents for token in document]
+    blocks = [stream[start:start + block_size] for start in range(0, len(stream) - block_size + 1, block_size)]
+    return [{"input_ids": block, "labels": list(block)} for block in blocks]
+
+
+def check_length(sample: Sample, max_length: int, truncate: bool, record: Record | None, field: str) -> Sample | None:
+    """Refuse (DataError) or cut a sample longer than the context; None when cutting would leave no label."""
+    length = len(sample["input_ids"])
+    if length <= max_length:
+        return sample
+    if not truncate:
+        message = f"sample is {length} tokens, longer than max_length={max_length} (set truncate: true to cut it)"
+        raise record.error(field, message) if record is not None else DataError(None, None, field, message)
+    cut = {key: values[:max_length] for key, values in sample.items()}
+    return cut if any(label != IGNORE_INDEX for label in cut["labels"]) else None
+
+
+class Collator:
+    """Right-pads a list of samples into a batch: input_ids with pad, labels with -100, plus attention_mask."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1):
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        length = max(len(sample["input_ids"]) for sample in samples)
+        length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = {}
+        for key in samples[0]:
+            if not isinstance(samples[0][key], list):
+                batch[key] = [sample[key] for sample in samples]
+                continue
+            fill = self.pad_token_id if key == "input_ids" else IGNORE_INDEX if key == "labels" else 0
+            batch[key] = torch.tensor([s[key] + [fill] * (length - len(s[key])) for s in samples], dtype=torch.long)
+        batch["attention_mask"] = torch.tensor(
+            [[1] * len(s["input_ids"]) + [0] * (length - len(s["input_ids"])) for s in samples], dtype=torch.long)
+        return batch
+
+
+class SeededShuffleSampler(Sampler[int]):
+    """A shuffle whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of each epoch."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)

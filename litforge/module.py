@@ -1,0 +1,83 @@
+"""What every litforge LightningModule shares: building the Hugging Face model, the optimizer, checkpoint metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from litforge.backbones import Backbone, TinyModel
+from litforge.checkpoint import checkpoint_metadata
+from litforge.plugins.position.base import PositionEncoding
+from litforge.tokenizer import byte_level_tokenizer
+
+
+class LitforgeModule(L.LightningModule):
+    """Base of the objectives: owns `self.model` (a `transformers.PreTrainedModel`) and its tokenizer.
+
+    The model is built in `configure_model`, after the strategy is known, so FSDP can shard it as it is made.
+
+    Args:
+        backbone: what to build (a tiny model from a config, or a local checkpoint).
+        tokenizer: linked from the datamodule by the CLI; None builds the byte-level tokenizer.
+        position: a position-encoding plugin attached to the model (None keeps the backbone's own, e.g. RoPE).
+        gradient_checkpointing: recompute activations in the backward pass to save memory.
+        optimizer: optimizer class and its arguments (any torch or bitsandbytes optimizer, named in YAML).
+        scheduler: learning-rate scheduler class and its arguments (stepped every optimizer step), or None.
+    """
+
+    def __init__(self, backbone: Backbone = lazy_instance(TinyModel), tokenizer: PreTrainedTokenizerBase | None = None,
+                 position: PositionEncoding | None = None, gradient_checkpointing: bool = False,
+                 optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "tokenizer", "position", "optimizer", "scheduler"])
+        self.backbone = backbone
+        self.tokenizer = tokenizer if tokenizer is not None else byte_level_tokenizer()
+        self.position = position
+        self.gradient_checkpointing = gradient_checkpointing
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.model: PreTrainedModel | None = None
+
+    def build_model(self) -> PreTrainedModel:
+        """Build the network from the backbone spec and attach the position plugin."""
+        tok = self.tokenizer
+        model = self.backbone.build(len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+        if self.position is not None:
+            self.position.attach(model)
+        if self.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # training never reuses the cache; generation turns it back on
+        return model
+
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = self.build_model()
+        mesh = self.device_mesh
+        if mesh is not None:  # ModelParallelStrategy (FSDP2): shard each decoder block, then the root
+            from torch.distributed.fsdp import fully_shard
+
+            mesh = mesh["data_parallel"]
+            blocks = set(self.model._no_split_modules or [])
+            for module in self.model.modules():
+                if type(module).__name__ in blocks:
+                    fully_shard(module, mesh=mesh)
+            fully_shard(self.model, mesh=mesh)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of shape (batch, T, vocab)."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny models and tokenizers, offline environment, seeded everything."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from litforge.backbones import TinyModel  # noqa: E402
+from litforge.tokenizer import byte_level_tokenizer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The byte-level tokenizer (vocab 259)."""
+    return byte_level_tokenizer()
+
+
+@pytest.fixture
+def tiny_backbone():
+    """A 2-layer, 32-wide Llama spec: builds in milliseconds."""
+    return TinyModel(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=128)
+
+
+@pytest.fixture
+def tiny_model(tiny_backbone, tokenizer):
+    """A built tiny Llama with the byte-level vocabulary."""
+    return tiny_backbone.build(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+
+
+TINY_MODEL_ARGS = [
+    "--model.init_args.backbone.class_path=litforge.backbones.TinyModel",
+    "--model.init_args.backbone.init_args.hidden_size=32",
+    "--model.init_args.backbone.init_args.num_hidden_layers=2",
+    "--model.init_args.backbone.init_args.num_attention_heads=2",
+    "--model.init_args.backbone.init_args.intermediate_size=64",
+]
