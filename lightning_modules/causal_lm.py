@@ -22,7 +22,15 @@ class CausalLM(LitforgeModule):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.val_metrics = nn.ModuleList()  # one (loss, accuracy) pair per validation set, made on first use
+        self.val_metrics = nn.ModuleList()  # one (loss, accuracy) pair per validation set, made in setup
+
+    def setup(self, stage: str) -> None:
+        # metrics are made here, not lazily inside the (inference-mode) validation loop
+        datamodule = getattr(self.trainer, "datamodule", None)
+        for split in ("val", "test"):
+            count = len(datamodule.names(split)) if hasattr(datamodule, "names") else 1
+            while len(self.val_metrics) < count:
+                self.val_metrics.append(nn.ModuleList([MeanMetric(), MeanMetric()]))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
@@ -43,18 +51,25 @@ class CausalLM(LitforgeModule):
         self.log(f"{prefix}/loss", loss_metric, prog_bar=True, add_dataloader_idx=False)
         self.log(f"{prefix}/acc", accuracy_metric, add_dataloader_idx=False)
 
+    def on_validation_epoch_start(self) -> None:
+        # states reset inside `trainer.validate` would be inference tensors that a later `fit` cannot update
+        with torch.inference_mode(False):
+            for metric in self.val_metrics.modules():
+                if isinstance(metric, MeanMetric):
+                    metric.reset()
+
+    on_test_epoch_start = on_validation_epoch_start
+
     def on_validation_epoch_end(self) -> None:
         for index in range(len(self.val_metrics)):
             loss = self.trainer.callback_metrics.get(f"{self.val_prefix(index)}/loss")
             if loss is not None:
-                self.log(f"{self.val_prefix(index)}/ppl", torch.exp(loss), add_dataloader_idx=False)
+                self.log(f"{self.val_prefix(index)}/ppl", torch.exp(loss), add_dataloader_idx=False, sync_dist=True)
 
     test_step = validation_step
 
     def metrics_for(self, dataloader_idx: int) -> nn.ModuleList:
         """The (loss, accuracy) metrics of one validation set."""
-        while len(self.val_metrics) <= dataloader_idx:
-            self.val_metrics.append(nn.ModuleList([MeanMetric(), MeanMetric()]).to(self.device))
         return self.val_metrics[dataloader_idx]
 
     def val_prefix(self, dataloader_idx: int) -> str:

@@ -1,0 +1,116 @@
+"""JSONL reading, encoding, packing, collation and every bad-input case of the spine's datamodules."""
+
+import json
+
+import pytest
+import torch
+
+from litforge.data import IGNORE_INDEX, Collator, DataError, SeededShuffleSampler, encode_prompt_response, pack
+from litforge.datamodules import SFTDataModule, SyntheticTextDataModule, TextDataModule
+
+
+def write(path, lines):
+    path.write_text("".join(line if isinstance(line, str) else json.dumps(line) + "\n" for line in lines))
+    return str(path)
+
+
+def test_prompt_is_masked_and_response_ends_with_eos(tokenizer):
+    sample = encode_prompt_response(tokenizer, "ab", "cd")
+    assert sample["input_ids"] == [256, 97, 98, 99, 100, 257]
+    assert sample["labels"] == [IGNORE_INDEX] * 3 + [99, 100, 257]
+
+
+def test_pack_cuts_the_stream_into_full_blocks():
+    blocks = pack([[1, 2, 3], [4, 5], [6, 7, 8, 9]], block_size=4)
+    assert [b["input_ids"] for b in blocks] == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert all(b["labels"] == b["input_ids"] for b in blocks)
+
+
+def test_collator_right_pads_with_pad_ignore_and_zero_mask():
+    batch = Collator(pad_token_id=9)([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
+                                      {"input_ids": [4], "labels": [4]}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 9, 9]]
+    assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_shuffle_depends_only_on_seed_and_epoch():
+    first, second = SeededShuffleSampler(50, seed=3), SeededShuffleSampler(50, seed=3)
+    assert list(first) == list(second)
+    second.set_epoch(1)
+    assert list(first) != list(second) and sorted(second) == list(range(50))
+
+
+def test_text_module_packs_jsonl(tmp_path):
+    path = write(tmp_path / "t.jsonl", [{"text": "hello world " * 10}] * 5)
+    data = TextDataModule(train_path=path, val_path=path, max_length=16)
+    data.setup("fit")
+    assert all(len(s["input_ids"]) == 16 for s in data.splits["train"])
+    batch = next(iter(data.train_dataloader()))
+    assert batch["input_ids"].shape == (min(16, len(data.splits["train"])), 16)
+    assert batch["attention_mask"].all()  # packed blocks need no padding
+
+
+def test_sft_module_reads_prompt_response_and_messages(tmp_path, tokenizer):
+    path = write(tmp_path / "s.jsonl", [
+        {"prompt": "2+2=", "response": "4"},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+    ])
+    data = SFTDataModule(train_path=path, max_length=64)
+    data.setup("fit")
+    first, second = data.splits["train"]
+    assert [t for t in first["labels"] if t != IGNORE_INDEX] == [ord("4"), 257]
+    labelled = [t for t in second["labels"] if t != IGNORE_INDEX]
+    assert tokenizer.decode(labelled) == "yo<|eos|>"
+    assert tokenizer.decode(second["input_ids"]).startswith("<|bos|><user>\nhi<|eos|>\n<assistant>\n")
+
+
+BAD_SFT = [
+    ('{"prompt": "a", "response": "b"}\n{"prompt": "a", "response": \n', 2, None, "invalid JSON"),
+    ('{"prompt": "a"}\n', 1, "response", "missing"),
+    ('{"prompt": "a", "response": 3}\n', 1, "response", "expected str, got int"),
+    ('{"prompt": "a", "response": "  "}\n', 1, "response", "is empty"),
+    ('[1, 2]\n', 1, None, "expected a JSON object"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}\n', 1, "messages[0].role", "must be the assistant"),
+    ('{"messages": [{"role": "robot", "content": "hi"}]}\n', 1, "messages[0].role", "expected one of"),
+    ('{"messages": []}\n', 1, "messages", "is empty"),
+    ('{"prompt": "a", "response": "' + "x" * 100 + '"}\n', 1, "response", "longer than max_length=64"),
+]
+
+
+@pytest.mark.parametrize("content, line, field, message", BAD_SFT)
+def test_bad_sft_input_names_file_line_and_field(tmp_path, content, line, field, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as caught:
+        SFTDataModule(train_path=str(path), max_length=64).setup("fit")
+    assert (str(caught.value.path), caught.value.line, caught.value.field) == (str(path), line, field)
+    assert str(caught.value).startswith(f"{path}:{line}")
+
+
+def test_empty_and_missing_files_are_errors(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match="empty.jsonl: file is empty"):
+        TextDataModule(train_path=str(empty)).setup("fit")
+    with pytest.raises(DataError, match="file not found"):
+        TextDataModule(train_path=str(tmp_path / "nope.jsonl")).setup("fit")
+
+
+def test_long_text_without_packing_fails_or_truncates_with_warning(tmp_path):
+    path = write(tmp_path / "t.jsonl", [{"text": "short"}, {"text": "x" * 50}])
+    with pytest.raises(DataError, match=r"t.jsonl:2: field 'text': sample is 52 tokens"):
+        TextDataModule(train_path=path, pack=False, max_length=20).setup("fit")
+    data = TextDataModule(train_path=path, pack=False, truncate=True, max_length=20)
+    with pytest.warns(UserWarning, match="1 documents cut"):
+        data.setup("fit")
+    assert [len(s["input_ids"]) for s in data.splits["train"]] == [7, 20]
+
+
+def test_synthetic_text_is_seeded():
+    first, second = SyntheticTextDataModule(num_train=20, max_length=32), SyntheticTextDataModule(num_train=20,
+                                                                                                 max_length=32)
+    first.setup("fit"), second.setup("fit")
+    assert first.splits["train"] == second.splits["train"]
+    assert first.splits["train"] != first.splits["val"]
+    assert torch.is_tensor(next(iter(first.train_dataloader()))["input_ids"])

@@ -1,0 +1,68 @@
+"""The byte-level tokenizer and the backbone specs."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from litforge.backbones import LocalCheckpoint, TinyModel
+from litforge.tokenizer import load_tokenizer
+
+
+def test_byte_tokenizer_round_trips_any_text(tokenizer):
+    text = "héllo, wörld! 数字 123\n\ttabs"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == list(text.encode("utf-8"))  # one token per byte, id = byte value
+    assert tokenizer.decode(ids) == text
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (256, 257, 258)
+    assert len(tokenizer) == 259
+
+
+def test_chat_template_marks_roles_and_ends_turns_with_eos(tokenizer):
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert text == "<|bos|><user>\nhi<|eos|>\n<assistant>\nyo<|eos|>\n"
+    prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<assistant>\n")
+
+
+def test_tokenizer_saves_and_loads_from_disk(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert again("abc")["input_ids"] == tokenizer("abc")["input_ids"]
+    assert again.chat_template == tokenizer.chat_template
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_tokenizer(tmp_path / "missing")
+
+
+def test_tiny_model_is_seeded_and_sized(tokenizer, tiny_backbone):
+    build = lambda spec: spec.build(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                                    tokenizer.eos_token_id)
+    first, second = build(tiny_backbone), build(tiny_backbone)
+    assert type(first).__name__ == "LlamaForCausalLM"
+    assert first.config.vocab_size == 259 and first.config.hidden_size == 32
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    other = build(TinyModel(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, seed=1))
+    assert not torch.equal(first.lm_head.weight, other.lm_head.weight)
+
+
+@pytest.mark.parametrize("model_type", ["mistral", "qwen2"])
+def test_tiny_model_builds_other_families(tokenizer, model_type):
+    model = TinyModel(model_type=model_type, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).build(
+        len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    assert model.config.model_type == model_type
+    assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 259)
+
+
+def test_unknown_model_type_is_a_clear_error(tokenizer):
+    with pytest.raises(ValueError, match="unknown model_type 'lama'"):
+        TinyModel(model_type="lama").build(259, 258, 256, 257)
+
+
+def test_local_checkpoint_loads_without_network(tiny_model, tokenizer, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    loaded = LocalCheckpoint(str(tmp_path)).build(len(tokenizer), tokenizer.pad_token_id, None, None)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert torch.allclose(loaded(ids).logits, tiny_model(ids).logits)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        LocalCheckpoint(str(tmp_path / "nothing")).build(259, 258, None, None)
+    assert isinstance(AutoModelForCausalLM.from_pretrained(tmp_path), type(tiny_model))
