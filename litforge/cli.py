@@ -25,6 +25,20 @@ class LitforgeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.tokenizer", "model.init_args.tokenizer", apply_on="instantiate")
 
+    def _check_data(self, stage: str) -> None:
+        # load (and so validate) the data before the Trainer writes anything: bad input leaves no run directory
+        if hasattr(self.datamodule, "splits"):
+            self.datamodule.setup(stage)
+
+    def before_fit(self) -> None:
+        self._check_data("fit")
+
+    def before_validate(self) -> None:
+        self._check_data("validate")
+
+    def before_test(self) -> None:
+        self._check_data("test")
+
     def before_instantiate_classes(self) -> None:
         # wandb runs are grouped by objective unless the config names a group
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
