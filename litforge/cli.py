@@ -90,7 +90,14 @@ def export_command(args: list[str]) -> None:
     print(f"exported {options.checkpoint} -> {path}")
 
 
-COMMANDS = {"export": export_command}
+def merge_command(args: list[str]) -> None:
+    """`litforge merge`: merge trained branches (BTX, sparse upcycling, BTM) into one Hugging Face checkpoint."""
+    from litforge.merge import merge_command as run_merge
+
+    run_merge(args)
+
+
+COMMANDS = {"export": export_command, "merge": merge_command}
 
 
 def main(argv: list[str] | None = None) -> None:
