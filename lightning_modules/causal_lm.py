@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from litforge.data import IGNORE_INDEX
-from litforge.losses import shift, token_cross_entropy
+from litforge.losses import sequence_logprobs, shift, token_cross_entropy
 from litforge.module import LitforgeModule
 
 
@@ -67,6 +67,11 @@ class CausalLM(LitforgeModule):
                 self.log(f"{self.val_prefix(index)}/ppl", torch.exp(loss), add_dataloader_idx=False, sync_dist=True)
 
     test_step = validation_step
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Per-sample summed log-probability of the labelled tokens and their count (for scoring data)."""
+        logprobs, counts = sequence_logprobs(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+        return {"logprob": logprobs, "tokens": counts}
 
     def metrics_for(self, dataloader_idx: int) -> nn.ModuleList:
         """The (loss, accuracy) metrics of one validation set."""

@@ -66,3 +66,12 @@ def test_checkpoint_carries_what_export_needs(tiny_backbone, tmp_path):
     module.model.eval()
     assert torch.allclose(model(ids).logits, module.model(ids).logits, atol=1e-6)
     assert tokenizer("hi")["input_ids"] == data.tokenizer("hi")["input_ids"]
+
+
+def test_predict_scores_each_sample(tiny_backbone, tmp_path):
+    data = SyntheticTextDataModule(num_train=20, num_val=10, max_length=32, batch_size=4)
+    module = CausalLM(backbone=tiny_backbone, tokenizer=data.tokenizer)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    batches = trainer.predict(module, datamodule=data)
+    assert batches[0]["tokens"].tolist() == [31] * 4  # packed blocks of 32: 31 predicted tokens each
+    assert (batches[0]["logprob"] < 0).all()
