@@ -85,6 +85,8 @@ def test_wandb_offline_run_records_group_tags_and_config(tmp_path):
     assert b"CausalLM" in record and b"smoke" in record  # group = objective, tags
     assert b'"max_length":32' in record.replace(b" ", b"")  # the whole resolved config
     assert b"train/loss" in record
+    compared = run_litforge(["compare", str(tmp_path / "wandb"), "--plot", str(tmp_path / "loss.png")])
+    assert "train/loss" in compared.stdout and (tmp_path / "loss.png").is_file()  # history read back from the run
 
 
 def test_every_shipped_config_parses():
