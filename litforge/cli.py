@@ -97,7 +97,14 @@ def merge_command(args: list[str]) -> None:
     run_merge(args)
 
 
-COMMANDS = {"export": export_command, "merge": merge_command}
+def compare_command(args: list[str]) -> None:
+    """`litforge compare RUN...`: final metrics of local runs as a table, and a PNG plot."""
+    from litforge.compare import compare_command as run
+
+    run(args)
+
+
+COMMANDS = {"export": export_command, "merge": merge_command, "compare": compare_command}
 
 
 def main(argv: list[str] | None = None) -> None:
