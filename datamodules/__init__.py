@@ -3,5 +3,7 @@
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.sft import SFTDataModule
 from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
+from litforge.datamodules.domains import DomainDataModule, MixedDomainDataModule
 
 __all__ = ["LMDataModule", "SFTDataModule", "SyntheticTextDataModule", "TextDataModule"]
+__all__ += ["DomainDataModule", "MixedDomainDataModule"]

@@ -20,8 +20,14 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from litforge.data import DataError, read_jsonl
-from litforge.length import BetweenLengths, LengthInstruction, LimitRule, check_limit, count_words, relabel
+import torch
+from jsonargparse import lazy_instance
+
+from litforge.data import DataError, encode_prompt_response, read_jsonl
+from litforge.datamodules.base import LMDataModule
+from litforge.datamodules.preference import PairCollator, PreferenceDataModule
+from litforge.length import (DEFAULT_TEMPLATE, BetweenLengths, LengthInstruction, LimitRule, check_limit, count_words,
+                             relabel)
 
 Pair = dict[str, Any]  # {"prompt", "chosen", "rejected"}; augmented pairs also carry "max_len"
 
@@ -101,8 +107,8 @@ class LengthBiasedTask:
         self.long_bias, self.error_rate = long_bias, error_rate
 
     def prompt(self, topic: str) -> str:
-        """The unconstrained prompt of a topic."""
-        return f"list {topic}"
+        """The unconstrained prompt of a topic (the newline separates it from the response)."""
+        return f"list {topic}\n"
 
     def response(self, topic: str, words: int, rng: random.Random | None = None, error: bool = False) -> str:
         """A list of `words` items on `topic`; with `error`, one item (chosen by rng) is on another topic."""
@@ -114,7 +120,7 @@ class LengthBiasedTask:
 
     def is_good(self, prompt: str, response: str) -> bool:
         """True when `response` is a non-empty, in-order list of items on the prompt's topic."""
-        topic = prompt.rsplit(" ", 1)[-1]
+        topic = prompt.split()[-1]
         items = response.split()
         return bool(items) and items == [f"{k}{topic}" for k in range(1, len(items) + 1)]
 
@@ -159,6 +165,149 @@ class LengthBiasedTask:
             prompts.append({"prompt": instruction.apply(self.prompt(topic), limit), "instruction": self.prompt(topic),
                             "max_len": limit})
         return prompts
+
+
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+
+
+class LengthInstructedDataModule(PreferenceDataModule):
+    """LIFT data over any preference datamodule: its raw pairs, plus length-instructed relabelled copies of them.
+
+    Validation (and test) also holds a set named "length": prompts with word limits, for the module to generate
+    from (violation rate, words per limit). They come from `length_prompts_path` (AlpacaEval-LI / MT-Bench-LI shaped
+    JSONL) or else from the source's `length_prompts(split, instruction)` when it has one (the synthetic task).
+
+    Args:
+        source: the preference datamodule whose raw pairs are augmented (only its `pairs` is used; the tokenizer
+            and lengths are this datamodule's). None: no pairs (a `validate` run on length prompts only).
+        template: the length instruction, with `{max_len}` and `{instruction}` slots.
+        limit_rule: how each augmented pair's word limit is picked.
+        ratio: augmented pairs per original pair.
+        augment_val: augment the validation/test pairs too (so their DPO metrics are on LIFT pairs).
+        length_prompts_path: JSONL of `{"instruction", "max_len"}` prompts for the "length" set.
+        prepend_instruction: write the limit into each JSONL instruction with `template` (False when the file's
+            instructions already state it).
+        **kwargs: see `PreferenceDataModule`.
+    """
+
+    def __init__(self, source: PreferenceDataModule | None = None, template: str = DEFAULT_TEMPLATE,
+                 limit_rule: LimitRule = lazy_instance(BetweenLengths), ratio: float = 1.0, augment_val: bool = True,
+                 length_prompts_path: str | None = None, prepend_instruction: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.source = source
+        self.instruction = LengthInstruction(template)
+        self.limit_rule = limit_rule
+        self.ratio = ratio
+        self.augment_val = augment_val
+        self.length_prompts_path = length_prompts_path
+        self.prepend_instruction = prepend_instruction
+        self.stats: dict[str, dict[str, int]] = {}
+        self.collate = LengthPromptCollator(self.tokenizer.pad_token_id)
+
+    def pairs(self, split):
+        raw = self.source.pairs(split) if self.source is not None else None
+        if not raw or split != "train" and not self.augment_val:
+            return raw
+        check_pairs(raw, f"<{type(self.source).__name__} {split}>")
+        mixed, self.stats[split] = augment_pairs(raw, self.instruction, self.limit_rule, self.ratio,
+                                                 seed=self.seed + SPLIT_SEEDS.get(split, 3))
+        return mixed
+
+    def load(self, split):
+        pairs = super().load(split)
+        prompts = self.length_prompts(split) if split != "train" else None
+        if not prompts:
+            return pairs
+        return ({"pairs": pairs} if pairs else {}) | {"length": prompts}
+
+    def length_prompts(self, split: str) -> list[dict[str, Any]] | None:
+        """The length-instructed prompts of a split: {"prompt", "max_len", ...} each."""
+        if self.length_prompts_path is not None:
+            return read_length_prompts(self.length_prompts_path, self.instruction if self.prepend_instruction else None)
+        if hasattr(self.source, "length_prompts"):
+            return self.source.length_prompts(split, self.instruction)
+        return None
+
+
+class LengthPromptCollator(PairCollator):
+    """Pairs as `PairCollator` does; a batch of length prompts as {"prompt": [str], "max_len": (B,) tensor}."""
+
+    def __call__(self, samples):
+        if "chosen_input_ids" in samples[0]:
+            return super().__call__(samples)
+        return {"prompt": [s["prompt"] for s in samples], "max_len": torch.tensor([s["max_len"] for s in samples])}
+
+
+class LengthBiasedPreferenceDataModule(PreferenceDataModule):
+    """The synthetic `LengthBiasedTask` as a preference source: long-biased pairs, and held-out length prompts.
+
+    Args:
+        num_train: training pairs.
+        num_val: validation pairs.
+        num_length_prompts: held-out length-instructed prompts per evaluation split.
+        num_topics: see `LengthBiasedTask`.
+        min_words: see `LengthBiasedTask`.
+        max_words: see `LengthBiasedTask`.
+        long_bias: see `LengthBiasedTask`.
+        error_rate: see `LengthBiasedTask`.
+        task_seed: seed of the pairs and prompts.
+        **kwargs: see `PreferenceDataModule`.
+    """
+
+    def __init__(self, num_train: int = 2000, num_val: int = 200, num_length_prompts: int = 200, num_topics: int = 8,
+                 min_words: int = 2, max_words: int = 12, long_bias: float = 0.9, error_rate: float = 0.5,
+                 task_seed: int = 0, **kwargs):
+        kwargs.setdefault("max_length", 96)
+        super().__init__(**kwargs)
+        self.task = LengthBiasedTask(num_topics, min_words, max_words, long_bias, error_rate)
+        self.counts = {"train": num_train, "val": num_val, "test": num_val}
+        self.num_length_prompts = num_length_prompts
+        self.task_seed = task_seed
+
+    def pairs(self, split):
+        count = self.counts.get(split)
+        return self.task.pairs(count, 1000 * self.task_seed + SPLIT_SEEDS[split]) if count else None
+
+    def length_prompts(self, split: str, instruction: LengthInstruction) -> list[dict[str, Any]] | None:
+        """Held-out length-instructed prompts (seeded apart from the pairs)."""
+        if not self.num_length_prompts:
+            return None
+        seed = 1000 * self.task_seed + 10 + SPLIT_SEEDS.get(split, 3)
+        return self.task.length_prompts(self.num_length_prompts, seed, instruction)
+
+
+class LengthBiasedSFTDataModule(LMDataModule):
+    """Demonstrations of the synthetic task, to train the starting model (see `LengthBiasedTask.demonstrations`).
+
+    Args:
+        num_train: training demonstrations.
+        num_val: validation demonstrations.
+        instructed_share: share of prompts carrying a length instruction that the response ignores.
+        template: the length instruction.
+        num_topics: see `LengthBiasedTask`.
+        min_words: see `LengthBiasedTask`.
+        max_words: see `LengthBiasedTask`.
+        task_seed: seed of the demonstrations.
+        **kwargs: see `LMDataModule`.
+    """
+
+    def __init__(self, num_train: int = 3000, num_val: int = 200, instructed_share: float = 0.5,
+                 template: str = DEFAULT_TEMPLATE, num_topics: int = 8, min_words: int = 2, max_words: int = 12,
+                 task_seed: int = 0, **kwargs):
+        kwargs.setdefault("max_length", 96)
+        super().__init__(**kwargs)
+        self.task = LengthBiasedTask(num_topics, min_words, max_words)
+        self.counts = {"train": num_train, "val": num_val}
+        self.instructed_share = instructed_share
+        self.instruction = LengthInstruction(template)
+        self.task_seed = task_seed
+
+    def load(self, split):
+        if not self.counts.get(split):
+            return None
+        demos = self.task.demonstrations(self.counts[split], 1000 * self.task_seed + SPLIT_SEEDS[split],
+                                         self.instruction, self.instructed_share)
+        return [encode_prompt_response(self.tokenizer, d["prompt"], d["response"]) for d in demos]
 
 
 def check_pairs(pairs: Sequence[Pair], source: str) -> None:

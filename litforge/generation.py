@@ -11,7 +11,9 @@ token ids exclude the eos token and everything from the stop string on.
 
 from __future__ import annotations
 
+import inspect
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -59,8 +61,6 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         add_bos: prepend the bos token to each prompt.
         progress: show a tqdm bar over batches.
     """
-    import time
-
     started = time.perf_counter()
     stop = [s for s in (stop or []) if s]
     device = next(model.parameters()).device
@@ -111,32 +111,34 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens, 
     reasons = ["length"] * batch
     cache = DynamicCache() if use_cache else None
     step_ids, sequence = input_ids, input_ids
+    parameters = inspect.signature(model.forward).parameters
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    cache_name = "cache" if "cache" in parameters else "past_key_values"  # transformers renamed it in 5.x
     tail = max((len(s) for s in stop), default=0) + 4  # tokens decoded to look for a stop string (>= 1 char each)
     for _ in range(max_new_tokens):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         if use_cache:
             out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions[:, -step_ids.size(1):],
-                        past_key_values=cache, use_cache=True)
+                        use_cache=True, **{cache_name: cache}, **keep)
         else:
-            out = model(input_ids=sequence, attention_mask=mask, position_ids=positions, use_cache=False)
+            out = model(input_ids=sequence, attention_mask=mask, position_ids=positions, use_cache=False, **keep)
         logits = out.logits[:, -1, :].float()  # (batch, vocab)
         token = _sample(logits, temperature, top_p, generator)
         token = torch.where(done, torch.full_like(token, pad), token)
-        finished_now = (token == eos) & ~done
-        for row in token.nonzero().flatten().tolist() if False else range(batch):
-            if done[row]:
+        finished = done.tolist()
+        for row, value in enumerate(token.tolist()):
+            if finished[row]:
                 continue
-            if finished_now[row]:
-                reasons[row] = "eos"
+            if value == eos:
+                reasons[row], finished[row] = "eos", True
                 continue
-            new[row].append(int(token[row]))
+            new[row].append(value)
             if stop and any(s in tokenizer.decode(new[row][-tail:]) for s in stop):
-                reasons[row] = "stop"
-                finished_now[row] = True
-        done |= finished_now
+                reasons[row], finished[row] = "stop", True
+        done = torch.tensor(finished, device=device)
         step_ids = token.unsqueeze(-1)
         sequence = torch.cat([sequence, step_ids], dim=1)
-        mask = torch.cat([mask, (~done | finished_now).long().unsqueeze(-1)], dim=1)
+        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)  # rows already done are never read again
         if bool(done.all()):
             break
     return new, reasons
@@ -157,13 +159,13 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: t
 
 
 def _cut_at_stop(tokenizer, ids: list[int], text: str, stop: list[str]) -> tuple[str, list[int]]:
-    """The text before the first stop string, and the shortest token prefix whose text covers it."""
+    """The text before the first stop string, and the longest token prefix whose text is a prefix of it."""
     cut = min(text.find(s) for s in stop if s in text) if any(s in text for s in stop) else len(text)
     text = text[:cut]
-    for length in range(len(ids) + 1):
-        if len(tokenizer.decode(ids[:length])) >= cut:
-            return text, ids[:length]
-    return text, ids
+    length = len(ids)
+    while length and not text.startswith(tokenizer.decode(ids[:length])):
+        length -= 1
+    return text, ids[:length]
 
 
 def shard(items: list, rank: int, world_size: int) -> list[int]:
