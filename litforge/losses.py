@@ -66,3 +66,79 @@ def load_balancing_loss(router_logits: torch.Tensor, top_k: int, mask: torch.Ten
     fraction = (slots * weight.unsqueeze(-1)).sum((0, 1)) / (tokens * top_k)  # f_i
     mean_prob = (probs * weight.unsqueeze(-1)).sum((0, 1)) / tokens  # P_i
     return num_experts * (fraction * mean_prob).sum()
+
+
+# --- preference objectives (DPO, DPO+NLL, Cringe, pairwise Cringe) ---
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] per row: logits (N, vocab), targets (N,) -> (N,), computed in fp32."""
+    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1).float()
+    return picked - torch.logsumexp(logits.float(), dim=-1)
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPO (Rafailov et al. 2023, eq. 7), per pair; inputs are summed response log-probs, each (B,).
+
+    L = -log sigma(beta * [(log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))])
+
+    Returns (loss (B,), chosen reward (B,), rejected reward (B,)), rewards = beta * (log pi - log pi_ref), detached.
+    """
+    chosen_ratio = policy_chosen - ref_chosen
+    rejected_ratio = policy_rejected - ref_rejected
+    loss = -F.logsigmoid(beta * (chosen_ratio - rejected_ratio))
+    return loss, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+
+
+def dpo_nll_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+                 ref_rejected: torch.Tensor, chosen_length: torch.Tensor, beta: float = 0.1, alpha: float = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO + NLL of Iterative Reasoning Preference Optimization (Pang et al. 2024, eq. 1), per pair.
+
+    L = L_DPO + alpha * NLL(y_w|x) / |y_w|,  NLL(y_w|x) = -log pi(y_w|x) summed over the |y_w| chosen tokens.
+
+    Returns (loss (B,), length-normalised chosen NLL (B,)); alpha = 0 is plain DPO.
+    """
+    loss, _, _ = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    nll = -policy_chosen / chosen_length.clamp(min=1)
+    return loss + alpha * nll, nll
+
+
+def cringe_loss(logits: torch.Tensor, negatives: torch.Tensor, k: int = 5,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary Cringe loss (Adolphs et al. 2022; ParlAI projects/cringe) at each token of a negative sequence.
+
+    Take the top-(k+1) logits, drop the negative token (or, when it is not among them, the (k+1)-th), sample a
+    positive token s+ from the softmax over the remaining k, and contrast it with the negative token's logit s-:
+
+    L_t = -log( exp(s+) / (exp(s+) + exp(s-)) )
+
+    logits (N, vocab), negatives (N,) -> per-token loss (N,). The sample is never the negative token.
+    """
+    values, indices = logits.topk(k + 1, dim=-1)  # (N, k+1)
+    drop = indices == negatives.unsqueeze(-1)
+    drop[:, -1] |= ~drop.any(-1)  # the negative is outside the top-(k+1): keep the top k
+    candidates = values.detach().masked_fill(drop, float("-inf")).float()
+    sampled = torch.multinomial(candidates.softmax(-1), 1, generator=generator)  # (N, 1), never a dropped slot
+    positive = values.gather(-1, sampled).squeeze(-1)
+    negative = logits.gather(-1, negatives.unsqueeze(-1)).squeeze(-1)
+    pair = torch.stack([positive, negative], -1).float()
+    return F.cross_entropy(pair, torch.zeros_like(negatives), reduction="none")
+
+
+def pairwise_cringe_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, chosen_nll: torch.Tensor,
+                         rejected_cringe: torch.Tensor, alpha: float = 1.0, b: float = 2.0, tau: float = 1.0,
+                         stop_gate_gradient: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairwise Cringe (Xu et al. 2023, sec. 2), per pair.
+
+    L = NLL(y_w) + alpha * g * Cringe(y_l),  g = sigma((b - M) / tau),  M = log P(y_w|x) - log P(y_l|x)
+
+    policy_* are summed response log-probs (B,); chosen_nll and rejected_cringe are per-sequence token means (B,).
+    The gate switches the Cringe term off once the chosen response beats the rejected one by more than b.
+    Returns (loss (B,), gate (B,)); with `stop_gate_gradient` no gradient flows through g.
+    """
+    gate = torch.sigmoid((b - (policy_chosen - policy_rejected)) / tau)
+    if stop_gate_gradient:
+        gate = gate.detach()
+    return chosen_nll + alpha * gate * rejected_cringe, gate

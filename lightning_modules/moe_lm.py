@@ -1,0 +1,91 @@
+"""MoE finetuning of a Branch-Train-MiX model (Sukhbaatar et al. 2024, §2.3): next-token loss plus the router's
+load-balancing loss, with per-expert routing fractions logged per validation domain.
+
+loss = CE + alpha * N * sum_i f_i P_i   (`litforge.losses.load_balancing_loss`; alpha = router_aux_loss_coef)
+
+The model is any Mixtral-format checkpoint (`litforge merge` output, loaded with `LocalCheckpoint`); top-k routing
+(k = num_experts_per_tok, 2 by default) is the model's own.
+
+Departures from the paper:
+1. f_i counts routing slots, so sum_i f_i = 1 (Hugging Face's Mixtral loss lets it sum to k); alpha = 0.01 default.
+2. The balancing loss is averaged over layers and computed on non-padding tokens only.
+3. `freeze_experts` (train only the router and the averaged parts) is an option here; the paper trains everything.
+"""
+
+from __future__ import annotations
+
+import torch
+from litforge.lightning_modules.causal_lm import CausalLM
+from litforge.plugins.moe.router import freeze_experts, routing_fractions
+
+from litforge.losses import load_balancing_loss, token_cross_entropy
+
+
+class MoECausalLM(CausalLM):
+    """Causal LM on a mixture of experts: adds the load-balancing loss and logs `val_<set>/route_e<i>` fractions.
+
+    Args:
+        router_aux_loss_coef: alpha, the weight of the load-balancing loss.
+        freeze_experts: keep the expert FFNs fixed; train only the router and the shared (averaged) weights.
+        *args, **kwargs: see `CausalLM` / `LitforgeModule` (backbone, optimizer, scheduler, ...).
+    """
+
+    def __init__(self, *args, router_aux_loss_coef: float = 0.01, freeze_experts: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.router_aux_loss_coef = router_aux_loss_coef
+        self.freeze_experts = freeze_experts
+        self.router_logits: tuple[torch.Tensor, ...] | None = None  # of the last forward: per layer (tokens, N)
+        self.routing_counts: dict[int, list[torch.Tensor]] = {}  # per validation set: [slot counts (layers, N), tokens]
+        self.routing_fractions: dict[str, torch.Tensor] = {}  # per validation set name: (layers, N), after each epoch
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        if not hasattr(self.model.config, "num_local_experts"):
+            raise ValueError(f"MoECausalLM needs a Mixtral-format model; got {self.model.config.model_type!r} "
+                             "(merge branches with `litforge merge` and load the result with LocalCheckpoint)")
+        if self.freeze_experts:
+            freeze_experts(self.model)
+
+    @property
+    def top_k(self) -> int:
+        """Experts per token (the model's num_experts_per_tok)."""
+        return self.model.config.num_experts_per_tok
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, T, vocab); the router logits of every layer are kept in `self.router_logits`."""
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                            output_router_logits=True)
+        self.router_logits = output.router_logits
+        return output.logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss, _ = token_cross_entropy(logits, batch["labels"])
+        balance = load_balancing_loss(self.router_logits, self.top_k, batch["attention_mask"].reshape(-1))
+        total = loss + self.router_aux_loss_coef * balance
+        size = batch["input_ids"].size(0)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/balance_loss", balance, batch_size=size)
+        self.log("train/total_loss", total, batch_size=size)
+        return total
+
+    def on_validation_epoch_start(self) -> None:
+        self.routing_counts = {}
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        super().validation_step(batch, batch_idx, dataloader_idx)
+        counts, tokens = routing_fractions(self.router_logits, self.top_k, batch["attention_mask"].reshape(-1))
+        if dataloader_idx in self.routing_counts:
+            self.routing_counts[dataloader_idx][0] += counts
+            self.routing_counts[dataloader_idx][1] += tokens
+        else:
+            self.routing_counts[dataloader_idx] = [counts, tokens]
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        for index, (counts, tokens) in sorted(self.routing_counts.items()):
+            prefix = self.val_prefix(index)
+            fractions = counts / (tokens * self.top_k)  # (layers, N), each row sums to 1
+            self.routing_fractions[prefix] = fractions.cpu()
+            for expert, value in enumerate(fractions.mean(0)):
+                self.log(f"{prefix}/route_e{expert}", value, add_dataloader_idx=False, sync_dist=True)
