@@ -44,7 +44,7 @@ class LitforgeCLI(LightningCLI):
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         logger = config.get("trainer", {}).get("logger")
         for entry in logger if isinstance(logger, list) else [logger]:
-            if entry is not None and "Wandb" in str(entry.get("class_path", "")):
+            if hasattr(entry, "get") and "Wandb" in str(entry.get("class_path", "")):  # not `logger: false`
                 init_args = entry.get("init_args")
                 if init_args is not None and not init_args.get("group"):
                     init_args["group"] = str(config["model"]["class_path"]).rsplit(".", 1)[-1]
