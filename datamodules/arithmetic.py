@@ -114,7 +114,7 @@ class ArithmeticSFTDataModule(LMDataModule):
         kwargs.setdefault("max_length", 64)
         super().__init__(**kwargs)
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
-        self.task = dict(num_terms=num_terms, min_operand=min_operand, max_operand=max_operand)
+        self.task = {"num_terms": num_terms, "min_operand": min_operand, "max_operand": max_operand}
         self.task_seed = task_seed
 
     def questions(self, split: str) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 `augment_pairs` turns any list of raw preference pairs into LIFT training data: each augmented pair gets a word limit
 (picked by a `LimitRule`), the limit is written into its prompt with the `LengthInstruction` template, and the pair is
 relabelled (`litforge.length.relabel`); augmented pairs are mixed with the originals at a configured ratio.
-`LengthBiasedTask` is the synthetic task of the miniature, `read_length_prompts` reads AlpacaEval-LI / MT-Bench-LI
+`LengthInstructedDataModule` applies it to any `PreferenceDataModule` and adds a "length" validation set of prompts
+with word limits (for `LiftDPO` to generate from). `LengthBiasedTask` is the synthetic task of the miniature, `read_length_prompts` reads AlpacaEval-LI / MT-Bench-LI
 shaped JSONL (`instruction`, `max_len`).
 
 Departures from the paper:
@@ -22,12 +23,19 @@ from typing import Any
 
 import torch
 from jsonargparse import lazy_instance
-
-from litforge.data import DataError, encode_prompt_response, read_jsonl
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.preference import PairCollator, PreferenceDataModule
-from litforge.length import (DEFAULT_TEMPLATE, BetweenLengths, LengthInstruction, LimitRule, check_limit, count_words,
-                             relabel)
+
+from litforge.data import DataError, encode_prompt_response, read_jsonl
+from litforge.length import (
+    DEFAULT_TEMPLATE,
+    BetweenLengths,
+    LengthInstruction,
+    LimitRule,
+    check_limit,
+    count_words,
+    relabel,
+)
 
 Pair = dict[str, Any]  # {"prompt", "chosen", "rejected"}; augmented pairs also carry "max_len"
 
@@ -191,8 +199,9 @@ class LengthInstructedDataModule(PreferenceDataModule):
     """
 
     def __init__(self, source: PreferenceDataModule | None = None, template: str = DEFAULT_TEMPLATE,
-                 limit_rule: LimitRule = lazy_instance(BetweenLengths), ratio: float = 1.0, augment_val: bool = True,
-                 length_prompts_path: str | None = None, prepend_instruction: bool = True, **kwargs):
+                 limit_rule: LimitRule = lazy_instance(BetweenLengths),  # noqa: B008
+                 ratio: float = 1.0, augment_val: bool = True, length_prompts_path: str | None = None,
+                 prepend_instruction: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.source = source
         self.instruction = LengthInstruction(template)
@@ -230,12 +239,17 @@ class LengthInstructedDataModule(PreferenceDataModule):
 
 
 class LengthPromptCollator(PairCollator):
-    """Pairs as `PairCollator` does; a batch of length prompts as {"prompt": [str], "max_len": (B,) tensor}."""
+    """Pairs as `PairCollator` does; length prompts as {"prompt": [str], "max_len": (B,) tensor, other fields: lists}.
+
+    A baseline response for the length-instructed win rate travels as "output" (AlpacaEval-LI's field name).
+    """
 
     def __call__(self, samples):
         if "chosen_input_ids" in samples[0]:
             return super().__call__(samples)
-        return {"prompt": [s["prompt"] for s in samples], "max_len": torch.tensor([s["max_len"] for s in samples])}
+        batch = {key: [s.get(key) for s in samples] for key in samples[0]}
+        batch["max_len"] = torch.tensor(batch["max_len"])
+        return batch
 
 
 class LengthBiasedPreferenceDataModule(PreferenceDataModule):

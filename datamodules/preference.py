@@ -206,7 +206,7 @@ class ArithmeticPreferenceDataModule(PreferenceDataModule):
         super().__init__(**kwargs)
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.pairs_per_question = pairs_per_question
-        self.task = dict(num_terms=num_terms, min_operand=min_operand, max_operand=max_operand)
+        self.task = {"num_terms": num_terms, "min_operand": min_operand, "max_operand": max_operand}
         self.task_seed = task_seed
 
     def pairs(self, split):

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.backbones import config_from_dict
+from litforge.plugins.position.base import reattach
 from litforge.tokenizer import load_tokenizer
 
 
@@ -53,6 +54,7 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, Pre
     meta = checkpoint["litforge"]
     config = config_from_dict(meta["hf_config"])
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    reattach(model)  # the position encoding the config records (CoPE ...), if any
     prefix = "model."
     state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     missing, unexpected = model.load_state_dict(state, strict=False)

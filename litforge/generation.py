@@ -107,40 +107,50 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens, 
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     batch = len(prompts)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    new = [[] for _ in range(batch)]
-    reasons = ["length"] * batch
-    cache = DynamicCache() if use_cache else None
-    step_ids, sequence = input_ids, input_ids
+    hit_eos = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch, dtype=torch.long, device=device)  # new tokens kept per row
+    stopped_by_string = [False] * batch
     parameters = inspect.signature(model.forward).parameters
     keep = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     cache_name = "cache" if "cache" in parameters else "past_key_values"  # transformers renamed it in 5.x
+    cache = DynamicCache() if use_cache else None
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # a row's first real token is position 0
+    step_ids, step_positions, sequence = input_ids, positions, input_ids
     tail = max((len(s) for s in stop), default=0) + 4  # tokens decoded to look for a stop string (>= 1 char each)
+    steps: list[torch.Tensor] = []
     for _ in range(max_new_tokens):
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         if use_cache:
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions[:, -step_ids.size(1):],
-                        use_cache=True, **{cache_name: cache}, **keep)
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions, use_cache=True,
+                        **{cache_name: cache}, **keep)
         else:
             out = model(input_ids=sequence, attention_mask=mask, position_ids=positions, use_cache=False, **keep)
-        logits = out.logits[:, -1, :].float()  # (batch, vocab)
-        token = _sample(logits, temperature, top_p, generator)
-        token = torch.where(done, torch.full_like(token, pad), token)
-        finished = done.tolist()
-        for row, value in enumerate(token.tolist()):
-            if finished[row]:
-                continue
-            if value == eos:
-                reasons[row], finished[row] = "eos", True
-                continue
-            new[row].append(value)
-            if stop and any(s in tokenizer.decode(new[row][-tail:]) for s in stop):
-                reasons[row], finished[row] = "stop", True
-        done = torch.tensor(finished, device=device)
+        token = _sample(out.logits[:, -1, :].float(), temperature, top_p, generator)  # (batch,)
+        active = ~done
+        is_eos = active & (token == eos)
+        hit_eos |= is_eos
+        lengths += active & ~is_eos
+        done |= is_eos
+        token = torch.where(active & ~is_eos, token, torch.full_like(token, pad))
+        steps.append(token)
+        if stop:  # stop strings need the text: check only the rows still running
+            for row in (~done).nonzero().flatten().tolist():
+                recent = [int(t[row]) for t in steps[-tail:]]
+                if any(s in tokenizer.decode(recent) for s in stop):
+                    stopped_by_string[row] = True
+                    done[row] = True
         step_ids = token.unsqueeze(-1)
-        sequence = torch.cat([sequence, step_ids], dim=1)
+        step_positions = step_positions[:, -1:] + 1
         mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)  # rows already done are never read again
+        if not use_cache:
+            sequence = torch.cat([sequence, step_ids], dim=1)
+            positions = torch.cat([positions, step_positions], dim=1)
         if bool(done.all()):
             break
+    generated = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(batch)]
+    counts, eos_rows = lengths.tolist(), hit_eos.tolist()
+    new = [row[:count] for row, count in zip(generated, counts)]
+    reasons = ["stop" if by_string else "eos" if ended else "length"
+               for by_string, ended in zip(stopped_by_string, eos_rows)]
     return new, reasons
 
 

@@ -1,8 +1,21 @@
-"""The PositionEncoding contract."""
+"""The PositionEncoding contract, and the per-model surgery the encodings share.
+
+Every change is made to one model instance: attention functions are registered under a litforge name and selected
+through that model's own config, the rotary module is wrapped on that model only, and parameters are added as
+submodules of that model (so they train, checkpoint and export under ordinary state-dict keys).
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+from typing import Any
+
+import torch
+from torch import nn
 from transformers import PreTrainedModel
+
+CONFIG_KEY = "litforge_position"  # the model config field that records which encoding a model uses
 
 
 class PositionEncoding:
@@ -11,3 +24,91 @@ class PositionEncoding:
     def attach(self, model: PreTrainedModel) -> None:
         """Modify `model` in place (register attention/mask functions, add parameters, record itself in the config)."""
         raise NotImplementedError
+
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments, recorded in the model config so the encoding can be re-attached on load."""
+        return {}
+
+    def record(self, model: PreTrainedModel) -> None:
+        """Write `{class_path, init_args}` into `model.config`; `from_config` reads it back."""
+        cls = type(self)
+        setattr(model.config, CONFIG_KEY, {"class_path": f"{cls.__module__}.{cls.__qualname__}",
+                                           "init_args": self.init_args()})
+
+
+def from_config(config: Any) -> PositionEncoding | None:
+    """The encoding recorded in a model config (or its `to_dict()`), or None when the model uses its own."""
+    spec = config.get(CONFIG_KEY) if isinstance(config, dict) else getattr(config, CONFIG_KEY, None)
+    if not spec:
+        return None
+    module, _, name = spec["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, PositionEncoding)):
+        raise TypeError(f"{spec['class_path']} recorded in the model config is not a PositionEncoding")
+    return cls(**spec.get("init_args", {}))
+
+
+def reattach(model: PreTrainedModel) -> PreTrainedModel:
+    """Attach again the encoding a saved model recorded (before loading its weights); returns the model."""
+    position = from_config(model.config)
+    if position is not None:
+        position.attach(model)
+    return model
+
+
+def load_pretrained(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Load a directory written by `litforge export`, with its position encoding (plain transformers would not know it).
+
+    `AutoModelForCausalLM.from_pretrained` on such a directory builds the backbone with RoPE, warns that the
+    encoding's weights (e.g. `...self_attn.cope.pos_emb`) were not used, and returns a different model.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    model = reattach(AutoModelForCausalLM.from_config(config, dtype=dtype))
+    from safetensors.torch import load_file
+
+    state = {}
+    for file in sorted(os.listdir(path)):
+        if file.endswith(".safetensors"):
+            state.update(load_file(os.path.join(path, file)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    missing = [key for key in missing if key not in tied]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model.eval()
+
+
+def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
+    """The self-attention modules of a decoder (those with a `layer_idx` and a `head_dim`), in layer order."""
+    found = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "head_dim")
+             and type(m).__name__.endswith("Attention")]
+    if not found:
+        raise TypeError(f"{type(model).__name__}: no attention modules with layer_idx/head_dim found; "
+                        "position plugins need an AttentionInterface model (Llama, Mistral, Qwen2, Mixtral ...)")
+    return found
+
+
+class NoRotary(nn.Module):
+    """Wraps one model's rotary module so that it returns cos = 1, sin = 0: rotary embedding becomes the identity."""
+
+    def __init__(self, rotary: nn.Module):
+        super().__init__()
+        self.rotary = rotary
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self.rotary(x, position_ids)
+        return torch.ones_like(cos), torch.zeros_like(sin)
+
+
+def disable_rotary(model: PreTrainedModel) -> None:
+    """Turn RoPE off for this model only, by wrapping its rotary module(s) in `NoRotary`."""
+    targets = [(name, module) for name, module in model.named_modules()
+               if type(module).__name__.endswith("RotaryEmbedding")]
+    if not targets:
+        raise TypeError(f"{type(model).__name__} has no rotary embedding module to turn off")
+    for name, module in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, NoRotary(module))

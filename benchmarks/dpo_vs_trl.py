@@ -1,0 +1,176 @@
+"""litforge DPO against TRL's DPOTrainer: pairs per second and peak memory, same model, data and settings.
+
+    python benchmarks/dpo_vs_trl.py [--steps 6] [--pairs 32] [--threads 2]
+
+Needs `pip install trl` (a benchmark-only extra). Both sides train the same tiny Llama (random init from one config,
+fp32, gradient checkpointing off) with AdamW, gradient clipping 1.0, beta 0.1 and sigmoid DPO, on the same 8 pairs a
+step of prompt 64 + response 192 tokens (byte tokenizer; random letters, so lengths are exact), each in its own
+process with the same number of threads:
+  (a) per optimizer step, reference = frozen copy of the model (after 2 warm-up steps);
+  (b) a whole 2-epoch run with precomputed reference log-probs (TRL: precompute_ref_log_probs=True), the
+      precompute pass and the data preparation counted, from trainer construction to the end of training.
+Peak memory is the process's maximum resident set size after training, minus the same before building the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import resource
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+BACKBONE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 688,
+            "max_position_embeddings": 512, "seed": 0}
+PROMPT, RESPONSE, BATCH = 64, 192, 8
+
+
+def pairs(count: int) -> list[dict[str, str]]:
+    """Random-letter pairs; with the byte tokenizer the prompt is 64 tokens and each response 192 (+ eos)."""
+    rng = random.Random(0)
+
+    def text(n):
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(n))
+
+    return [{"prompt": text(PROMPT - 1), "chosen": text(RESPONSE - 1), "rejected": text(RESPONSE - 1)}
+            for _ in range(count)]  # -1: the bos / eos each side adds
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_litforge(mode: str, count: int, steps: int, root: str) -> dict:
+    import lightning as L
+    import torch
+    from litforge.datamodules import PreferenceDataModule
+    from litforge.lightning_modules import DPONLL
+
+    from litforge.backbones import TinyModel
+    from litforge.reference import FrozenCopy, PrecomputedReference
+
+    class Pairs(PreferenceDataModule):
+        def pairs(self, split):
+            return pairs(count) if split == "train" else None
+
+    class Clock(L.Callback):
+        def __init__(self):
+            self.times = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.times.append(time.perf_counter())
+
+    from functools import partial
+    base = max_rss_mb()
+    start = time.perf_counter()
+    data = Pairs(max_length=PROMPT + RESPONSE, batch_size=BATCH)
+    reference = FrozenCopy() if mode == "step" else PrecomputedReference(os.path.join(root, "ref"))
+    module = DPONLL(backbone=TinyModel(**BACKBONE), tokenizer=data.tokenizer, beta=0.1, alpha=0.0,
+                    reference=reference, optimizer=partial(torch.optim.AdamW, lr=1e-5))
+    clock = Clock()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0, gradient_clip_val=1.0,
+                        default_root_dir=root, callbacks=[clock],
+                        **({"max_steps": steps + 2} if mode == "step" else {"max_epochs": 2}))
+    trainer.fit(module, datamodule=data)
+    return summary(mode, clock.times, start, count, base)
+
+
+def run_trl(mode: str, count: int, steps: int, root: str) -> dict:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    from litforge.backbones import TinyModel
+    from litforge.tokenizer import byte_level_tokenizer
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.times = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter())
+
+    tokenizer = byte_level_tokenizer()
+    base = max_rss_mb()
+    start = time.perf_counter()
+    model = TinyModel(**BACKBONE).build(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                                        tokenizer.eos_token_id)
+    model.config.use_cache = False
+    config = DPOConfig(output_dir=root, per_device_train_batch_size=BATCH, learning_rate=1e-5, beta=0.1,
+                       max_length=PROMPT + RESPONSE, gradient_checkpointing=False, bf16=False, fp16=False,
+                       use_cpu=True, report_to="none", save_strategy="no", logging_steps=10 ** 6,
+                       precompute_ref_log_probs=mode == "run", max_grad_norm=1.0, dataloader_num_workers=0,
+                       **({"max_steps": steps + 2} if mode == "step" else {"num_train_epochs": 2}))
+    clock = Clock()
+    ref_model = copy.deepcopy(model) if mode == "step" else None  # precompute: TRL uses the policy before training
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=Dataset.from_list(pairs(count)),
+                         processing_class=tokenizer, callbacks=[clock])
+    trainer.train()
+    return summary(mode, clock.times, start, count, base)
+
+
+def summary(mode: str, times: list[float], start: float, count: int, base_rss: float) -> dict:
+    """Pairs/s: (a) over the steps after 2 warm-ups; (b) over the whole run's wall time."""
+    if mode == "step":
+        rate = BATCH * (len(times) - 2) / (times[-1] - times[1])
+    else:
+        rate = 2 * count / (times[-1] - start)
+    return {"pairs_per_s": rate, "wall_s": times[-1] - start, "steps": len(times),
+            "peak_rss_mb": max_rss_mb(), "peak_rss_delta_mb": max_rss_mb() - base_rss}
+
+
+def child(side: str, mode: str, count: int, steps: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as root:
+        result = (run_litforge if side == "litforge" else run_trl)(mode, count, steps, root)
+    print("RESULT " + json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps in (a)")
+    parser.add_argument("--pairs", type=int, default=32, help="dataset size in (b) (2 epochs of pairs/8 steps)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", default=["step", "run"], choices=["step", "run"])
+    parser.add_argument("--litforge-first", action="store_true", help="run litforge before TRL (order effects)")
+    parser.add_argument("--child", nargs=2, metavar=("SIDE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child, args.pairs, args.steps, args.threads)
+    results = {}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for mode in args.modes:
+        for side in ("litforge", "trl") if args.litforge_first else ("trl", "litforge"):
+            command = [sys.executable, __file__, "--child", side, mode, "--steps", str(args.steps), "--pairs",
+                       str(args.pairs), "--threads", str(args.threads)]
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                sys.exit(f"{side} {mode} failed:\n{out.stderr[-3000:]}")
+            results[side, mode] = json.loads(line[0][7:])
+            print(f"{side:9s} ({mode}): {results[side, mode]}", flush=True)
+    labels = {"step": "(a) per optimizer step, frozen reference",
+              "run": f"(b) 2-epoch run of {args.pairs} pairs, precomputed reference"}
+    for mode in args.modes:
+        label = labels[mode]
+        trl, ours = results["trl", mode], results["litforge", mode]
+        print(f"{label}: litforge {ours['pairs_per_s']:.2f} pairs/s, TRL {trl['pairs_per_s']:.2f} pairs/s, "
+              f"peak RSS growth {ours['peak_rss_delta_mb']:.0f} MB vs {trl['peak_rss_delta_mb']:.0f} MB, "
+              f"ratio {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

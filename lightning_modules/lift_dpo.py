@@ -1,0 +1,90 @@
+"""Length-instructed DPO (LIFT-DPO; Yuan et al. 2024, "Following Length Constraints in Instructions").
+
+LIFT-DPO is the preference family's DPO trained on length-instructed data: the training pairs come from
+`LengthInstructedDataModule` (original pairs plus copies whose prompt states a word limit, relabelled so that the
+response within the limit wins). This module adds what the paper measures: on the datamodule's "length" validation
+set (prompts with word limits) it generates greedily and logs the violation rate (share of responses over their
+limit), mean words per limit and mean words; with a judge it also logs the length-instructed win rate, where a
+response over its limit counts as a loss.
+
+Departures from the paper:
+    1. Validation decodes greedily (`max_new_tokens` bounds a response); the paper samples from 70B models.
+    2. The length-instructed win rate needs a judge: against a prompt's baseline response ("output" field, as
+       AlpacaEval-LI has) the verdict is win/tie/loss by the judge's two scores; without a baseline the judge's own
+       score (in [0, 1]) is the verdict. The paper uses GPT-4 pairwise judgements against a baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+from litforge.lightning_modules.dpo_nll import DPONLL
+from litforge.plugins.judges.base import Judge
+from torchmetrics import MeanMetric
+
+from litforge.generation import generate
+from litforge.length import count_words, length_instructed_win_rate
+
+
+class LiftDPO(DPONLL):
+    """DPO (or DPO+NLL) on LIFT pairs; validation generates on length-instructed prompts and reports violations.
+
+    Args:
+        max_new_tokens: longest response generated for a length-instructed validation prompt.
+        judge: scores responses for the length-instructed win rate (None: no win rate).
+        **kwargs: see `DPONLL` (beta, alpha: 0 is plain DPO) and `PreferenceModule`.
+    """
+
+    def __init__(self, max_new_tokens: int = 128, judge: Judge | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["judge", "reference", "backbone", "tokenizer", "position", "optimizer",
+                                          "scheduler"])
+        self.max_new_tokens = max_new_tokens
+        self.judge = judge
+        self.violation_rate = MeanMetric()
+        self.words_per_limit = MeanMetric()
+        self.words = MeanMetric()
+        self.win_rate = MeanMetric()
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        if "max_len" not in batch:
+            return super().validation_step(batch, batch_idx, dataloader_idx)
+        prompts, limits = batch["prompt"], batch["max_len"].tolist()
+        responses = [texts[0] for texts in generate(self.model, self.tokenizer, prompts, temperature=0,
+                                                    max_new_tokens=self.max_new_tokens).texts]
+        words = torch.tensor([count_words(r) for r in responses], dtype=torch.float, device=self.device)
+        limit = torch.tensor(limits, dtype=torch.float, device=self.device)
+        self.violation_rate.update((words > limit).float())
+        self.words_per_limit.update(words / limit)
+        self.words.update(words)
+        prefix = "test_length" if self.trainer.testing else "val_length"
+        self.log(f"{prefix}/violation_rate", self.violation_rate, add_dataloader_idx=False, prog_bar=True)
+        self.log(f"{prefix}/words_per_limit", self.words_per_limit, add_dataloader_idx=False)
+        self.log(f"{prefix}/words", self.words, add_dataloader_idx=False)
+        if self.judge is not None:
+            verdicts = self.verdicts(prompts, responses, batch.get("output"))
+            scored = [i for i, v in enumerate(verdicts) if v is not None or count_words(responses[i]) > limits[i]]
+            if scored:
+                rate = length_instructed_win_rate([responses[i] for i in scored], [limits[i] for i in scored],
+                                                  [verdicts[i] for i in scored])
+                self.win_rate.update(torch.tensor(rate, device=self.device), weight=len(scored))
+                self.log(f"{prefix}/li_win_rate", self.win_rate, add_dataloader_idx=False)
+
+    def verdicts(self, prompts: list[str], responses: list[str], baselines: list[str | None] | None
+                 ) -> list[float | None]:
+        """Judge verdicts in [0, 1] per response: win/tie/loss against its baseline where there is one, else the
+        judge's own score (clipped to [0, 1]); None where the judge gave no verdict."""
+        self.judge.attach(self.model, self.tokenizer)
+        scores = self.judge.score(prompts, responses)
+        baselines = baselines or [None] * len(prompts)
+        against = [i for i, baseline in enumerate(baselines) if isinstance(baseline, str)]
+        baseline_scores = dict(zip(against, self.judge.score([prompts[i] for i in against],
+                                                             [baselines[i] for i in against]))) if against else {}
+        verdicts = []
+        for i, score in enumerate(scores):
+            if score is None or i in baseline_scores and baseline_scores[i] is None:
+                verdicts.append(None)
+            elif i in baseline_scores:
+                verdicts.append(1.0 if score > baseline_scores[i] else 0.5 if score == baseline_scores[i] else 0.0)
+            else:
+                verdicts.append(min(1.0, max(0.0, float(score))))
+        return verdicts

@@ -1,0 +1,156 @@
+"""The base of the preference objectives (DPO+NLL, pairwise Cringe, LIFT-DPO, iterative loops).
+
+A training step reads like the papers' algorithm box: one forward of the policy over chosen and rejected together
+(a batch of 2B rows from `PairCollator`), reference log-probs from a `ReferenceSource`, a loss from
+`litforge.losses` (the `loss` hook a subclass implements), then metrics.
+
+Speed: the language-model head and the log-softmax run only on response positions (prompt and padding rows of the
+hidden states are dropped before the vocabulary projection), so the (tokens x vocab) logits, usually the largest
+activation of a step, exist only where a loss is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jsonargparse import lazy_instance
+from torch import nn
+from torchmetrics import MeanMetric
+
+from litforge.data import IGNORE_INDEX
+from litforge.losses import token_logprobs
+from litforge.module import LitforgeModule
+from litforge.reference import FrozenCopy, ReferenceSource
+
+METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
+
+
+@dataclass
+class PairLogprobs:
+    """One concatenated forward over B pairs: sequence log-probs and the per-token pieces some losses need.
+
+    Attributes:
+        chosen: summed log-probs of the chosen responses (B,).
+        rejected: summed log-probs of the rejected responses (B,).
+        chosen_tokens: response tokens per chosen sequence (B,).
+        rejected_tokens: response tokens per rejected sequence (B,).
+        logits: logits at the response positions only (N, vocab).
+        targets: the token each of those positions predicts (N,).
+        rows: which of the 2B rows each position belongs to (N,); rows >= B are rejected.
+    """
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    chosen_tokens: torch.Tensor
+    rejected_tokens: torch.Tensor
+    logits: torch.Tensor
+    targets: torch.Tensor
+    rows: torch.Tensor
+
+
+class PreferenceModule(LitforgeModule):
+    """Owns the policy (`self.model`), the reference source, the concatenated forward and the metrics.
+
+    Subclasses implement `loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, pair)`. Metrics, logged
+    as train/... and val/...: reward_accuracy (share of pairs whose log-ratio to the reference is higher for chosen),
+    margin ((log pi - log pi_ref)(chosen) - (...)(rejected), without beta; without a reference log pi alone),
+    logp_chosen, logp_rejected, nll (chosen NLL per token).
+
+    Args:
+        reference: where reference log-probs come from (FrozenCopy, PrecomputedReference, AdaptersDisabled).
+        lora: peft `LoraConfig` arguments to train LoRA adapters instead of all weights (None: full fine-tuning).
+        **kwargs: see `LitforgeModule`.
+    """
+
+    needs_reference = True
+
+    def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["reference", "backbone", "tokenizer", "position", "optimizer", "scheduler"])
+        self.reference = reference if self.needs_reference else None
+        self.lora = lora
+        self.reference_model: nn.Module | None = None
+        self.metrics = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in METRICS})
+                                      for stage in ("train_", "val_")})
+
+    def build_model(self):
+        model = super().build_model()
+        if self.lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **self.lora))
+        return model
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        if self.reference is not None:
+            self.reference.attach(self)
+
+    def reanchor_reference(self) -> None:
+        """Make the reference equal to the current policy (a frozen copy) and drop cached reference log-probs."""
+        if self.reference is not None:
+            self.reference.reanchor(self)
+
+    def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
+        """Run `model` once over the 2B rows and return sequence log-probs of chosen (rows < B) and rejected."""
+        decoder = model.get_decoder()
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         use_cache=False).last_hidden_state  # (2B, T, hidden)
+        targets = batch["labels"][:, 1:]
+        mask = targets != IGNORE_INDEX  # position t predicts token t+1
+        logits = model.get_output_embeddings()(hidden[:, :-1][mask])  # (N, vocab): response positions only
+        targets = targets[mask]
+        rows = mask.nonzero()[:, 0]
+        total = hidden.new_zeros(hidden.size(0), dtype=torch.float32).index_add(0, rows,
+                                                                                token_logprobs(logits, targets))
+        counts = mask.sum(-1)
+        half = hidden.size(0) // 2
+        return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], logits, targets, rows)
+
+    def loss(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor | None,
+             ref_rejected: torch.Tensor | None, pair: PairLogprobs) -> torch.Tensor:
+        """The objective's scalar loss from (B,) sequence log-probs (and `pair` for per-token terms)."""
+        raise NotImplementedError
+
+    def step(self, batch: dict[str, Any], stage: str, key: str) -> torch.Tensor:
+        """Forward, reference, loss and metrics for one batch of pairs."""
+        pair = self.pair_logprobs(self.model, batch)
+        ref_chosen = ref_rejected = None
+        if self.reference is not None:
+            ref_chosen, ref_rejected = self.reference.logprobs(self, batch, key)
+        loss = self.loss(pair.chosen, pair.rejected, ref_chosen, ref_rejected, pair)
+        chosen_ratio = pair.chosen.detach() - (ref_chosen if ref_chosen is not None else 0)
+        rejected_ratio = pair.rejected.detach() - (ref_rejected if ref_rejected is not None else 0)
+        values = {"reward_accuracy": (chosen_ratio > rejected_ratio).float(), "margin": chosen_ratio - rejected_ratio,
+                  "logp_chosen": pair.chosen.detach(), "logp_rejected": pair.rejected.detach(),
+                  "nll": -pair.chosen.detach() / pair.chosen_tokens.clamp(min=1)}
+        size = len(pair.chosen)
+        for name, value in values.items():
+            metric = self.metrics[f"{stage}_"][name]
+            if stage == "train":
+                metric(value)  # forward: this batch's value for on_step, accumulated for on_epoch
+            else:
+                metric.update(value)
+            self.log(f"{stage}/{name}", metric, on_step=stage == "train", on_epoch=True, batch_size=size,
+                     add_dataloader_idx=False)
+        self.log(f"{stage}/loss", loss.detach(), prog_bar=True, on_step=stage == "train", on_epoch=stage != "train",
+                 batch_size=size, add_dataloader_idx=False)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.step(batch, "train", "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.step(batch, "val", f"val{dataloader_idx}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.reference is not None:
+            checkpoint["reference_source"] = self.reference.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reference is not None and "reference_source" in checkpoint:
+            self.reference.load_state_dict(checkpoint["reference_source"])

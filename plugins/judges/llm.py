@@ -1,0 +1,119 @@
+"""LLM-as-a-judge with the additive 5-point rubric of Self-Rewarding Language Models (Yuan et al. 2024, §2.1).
+
+Departures from the paper:
+    1. The rubric's wording is ours; it keeps the described structure (one point per criterion, five criteria,
+       a short justification, a final line "Score: N"). It is a config field, so the paper's text can be used.
+    2. The score is the *last* "Score: N" of the judge's own reply; when that N is outside [min_score, max_score]
+       the reply has no verdict (an earlier in-range number is not used instead: the judge's final word counts).
+"""
+
+from __future__ import annotations
+
+import re
+
+from litforge.plugins.judges.base import Judge
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from litforge.generation import generate
+
+ADDITIVE_RUBRIC = (
+    "Review the user's question and the response below, and score the response with the additive 5-point system:\n"
+    "- Add 1 point if the response is relevant and gives some information related to the question.\n"
+    "- Add a 2nd point if it covers a substantial part of the question, even if incompletely.\n"
+    "- Add a 3rd point if it answers the basic elements of the question usefully.\n"
+    "- Add a 4th point if it is clear, well organised and addresses the question directly.\n"
+    "- Add a 5th point if it is impeccable, expert-level and tailored to the question.\n\n"
+    "Question: {prompt}\nResponse: {response}\n\n"
+    "Justify your total briefly, then end with the line \"Score: <points>\".\n"
+)
+_SLOTS = re.compile(r"\{(prompt|response)\}")
+
+
+def parse_score(reply: str, min_score: float = 0, max_score: float = 5, pattern: str = r"Score:\s*(-?\d+(?:\.\d+)?)"
+                ) -> float | None:
+    """The number of the last "Score: N" in a judge reply, or None when there is none or it is out of range."""
+    found = re.findall(pattern, reply)
+    if not found:
+        return None
+    value = float(found[-1])
+    return value if min_score <= value <= max_score else None
+
+
+def fill(template: str, prompt: str, response: str) -> str:
+    """The judge prompt: `{prompt}` and `{response}` filled in one pass (text inside them is never re-filled)."""
+    return _SLOTS.sub(lambda match: prompt if match[1] == "prompt" else response, template)
+
+
+class LLMJudge(Judge):
+    """A language model reads the rubric, the prompt and the response, and ends its reply with "Score: N".
+
+    Each response is judged `samples` times; its score is the mean of the replies that parsed. Replies without a
+    valid score are counted in `failures` (and `replies` counts all replies); a response none of whose replies
+    parsed gets None. Only the judge's generated reply is parsed, so a response that writes "Score: 5" cannot
+    score itself.
+
+    Args:
+        checkpoint: a local Hugging Face directory of the judge model; None judges with the policy being trained
+            (self-rewarding).
+        template: the judge prompt, with `{prompt}` and `{response}` slots.
+        samples: judge replies per response, averaged (the paper: 3).
+        temperature: sampling temperature of the judge replies.
+        top_p: nucleus mass of the judge replies.
+        max_new_tokens: longest judge reply.
+        min_score: lowest valid score.
+        max_score: highest valid score.
+        score_pattern: regular expression with one group, the number of a score line.
+        batch_size: sequences per generation batch.
+        seed: seed of the judge's sampling (advanced at every call, so repeated calls differ).
+    """
+
+    def __init__(self, checkpoint: str | None = None, template: str = ADDITIVE_RUBRIC, samples: int = 3,
+                 temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 128, min_score: float = 0,
+                 max_score: float = 5, score_pattern: str = r"Score:\s*(-?\d+(?:\.\d+)?)", batch_size: int = 64,
+                 seed: int = 0):
+        if "{response}" not in template:
+            raise ValueError("LLMJudge template needs a {response} slot (and usually {prompt})")
+        self.checkpoint, self.template, self.samples = checkpoint, template, samples
+        self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
+        self.min_score, self.max_score, self.score_pattern = min_score, max_score, score_pattern
+        self.batch_size, self.seed = batch_size, seed
+        self.model: PreTrainedModel | None = None
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.replies = 0
+        self.calls = 0
+        self.last_replies: list[list[str]] = []
+        if checkpoint is not None:
+            from litforge.backbones import LocalCheckpoint
+            from litforge.tokenizer import load_tokenizer
+
+            self.tokenizer = load_tokenizer(checkpoint)
+            self.model = LocalCheckpoint(checkpoint).build(len(self.tokenizer), self.tokenizer.pad_token_id,
+                                                           self.tokenizer.bos_token_id, self.tokenizer.eos_token_id)
+
+    def attach(self, policy, tokenizer):
+        if self.checkpoint is None:
+            self.model, self.tokenizer = policy, tokenizer
+        elif self.model is not None:
+            self.model.to(next(policy.parameters()).device)
+
+    def judge_replies(self, judge_prompts: list[str]) -> list[list[str]]:
+        """`samples` judge replies to each filled judge prompt (overridable, e.g. to call a served model)."""
+        if self.model is None:
+            raise RuntimeError("LLMJudge with checkpoint=None judges with the policy: call attach(policy, tokenizer)")
+        out = generate(self.model, self.tokenizer, judge_prompts, n=self.samples, max_new_tokens=self.max_new_tokens,
+                       temperature=self.temperature, top_p=self.top_p, seed=self.seed + self.calls,
+                       batch_size=self.batch_size)
+        return out.texts
+
+    def score(self, prompts, responses, references=None):
+        self.calls += 1
+        replies = self.judge_replies([fill(self.template, p, r) for p, r in zip(prompts, responses)])
+        self.last_replies = replies
+        scores: list[float | None] = []
+        for texts in replies:
+            parsed = [parse_score(text, self.min_score, self.max_score, self.score_pattern) for text in texts]
+            valid = [value for value in parsed if value is not None]
+            self.replies += len(parsed)
+            self.failures += len(parsed) - len(valid)
+            scores.append(sum(valid) / len(valid) if valid else None)
+        return scores

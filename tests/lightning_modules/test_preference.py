@@ -1,0 +1,137 @@
+"""Preference modules: the concatenated forward, reference sources, re-anchoring, training and the CLI."""
+
+import math
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from litforge.cli import run_lightning
+from litforge.datamodules import ArithmeticPreferenceDataModule
+from litforge.lightning_modules import DPONLL, PairwiseCringe
+from litforge.losses import sequence_logprobs
+from litforge.reference import AdaptersDisabled, PrecomputedReference
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make(cls=DPONLL, backbone=None, **kwargs):
+    data = ArithmeticPreferenceDataModule(num_train=24, num_val=8, batch_size=8, max_length=32)
+    data.setup("fit")
+    module = cls(backbone=backbone, tokenizer=data.tokenizer, **kwargs)
+    module.configure_model()
+    return module, data
+
+
+def fit(module, data, root, **trainer):
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=root, **trainer)
+    trainer.fit(module, datamodule=data)
+    return trainer
+
+
+def test_concatenated_forward_equals_separate_forwards(tiny_backbone):
+    module, data = make(backbone=tiny_backbone)
+    samples = data.splits["train"][:3]
+    batch = data.collate(samples)
+    out = module.pair_logprobs(module.model, batch)
+    for i, sample in enumerate(samples):
+        for side, value in (("chosen", out.chosen[i]), ("rejected", out.rejected[i])):
+            ids = torch.tensor([sample[f"{side}_input_ids"]])
+            logits = module.model(input_ids=ids).logits
+            expected, count = sequence_logprobs(logits, torch.tensor([sample[f"{side}_labels"]]))
+            assert torch.allclose(value, expected[0], atol=1e-4)
+            tokens = out.chosen_tokens[i] if side == "chosen" else out.rejected_tokens[i]
+            assert tokens == count[0]
+
+
+def test_dpo_with_policy_equal_to_reference_gives_log_2(tiny_backbone):
+    module, data = make(backbone=tiny_backbone, alpha=0.0)
+    batch = data.collate(data.splits["train"][:4])
+    pair = module.pair_logprobs(module.model, batch)
+    ref_chosen, ref_rejected = module.reference.logprobs(module, batch, "train")
+    loss = module.loss(pair.chosen, pair.rejected, ref_chosen, ref_rejected, pair)
+    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-5)
+
+
+def test_precomputed_reference_equals_frozen_copy_and_is_reused(tiny_backbone, tmp_path):
+    frozen, data = make(backbone=tiny_backbone)
+    batch = data.collate(data.splits["train"][:8])
+    expected = frozen.reference.logprobs(frozen, batch, "train")
+
+    module, data = make(backbone=tiny_backbone, reference=PrecomputedReference(str(tmp_path / "cache")))
+    assert module.reference_model is None  # no second model in memory
+    fit(module, data, tmp_path, max_epochs=2, limit_val_batches=1)
+    source = module.reference
+    assert source.computed_pairs == 24 + 8  # train + val, once, not again on epoch 2
+    got = source.table["train"][batch["index"]]
+    assert torch.allclose(got[:, 0], expected[0], atol=1e-4) and torch.allclose(got[:, 1], expected[1], atol=1e-4)
+    assert len(list((tmp_path / "cache").glob("train-anchor0-*.pt"))) == 1
+
+    again = PrecomputedReference(str(tmp_path / "cache"))  # a resumed run reads the files back
+    module2, data2 = make(backbone=tiny_backbone, reference=again)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+              default_root_dir=tmp_path).validate(module2, datamodule=data2, verbose=False)
+    assert again.computed_pairs == 0 and torch.equal(again.table["train"], source.table["train"])
+
+    module.reanchor_reference()  # a new anchor: the cache is dropped and recomputed on the next lookup
+    assert source.table is None and source.anchor == 1
+    module.trainer.datamodule.setup("fit")
+    source.logprobs(module, batch, "train")
+    assert source.computed_pairs == 2 * (24 + 8)
+
+
+def test_reanchor_makes_the_frozen_copy_equal_the_trained_policy(tiny_backbone, tmp_path):
+    module, data = make(backbone=tiny_backbone, alpha=0.0, optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    fit(module, data, tmp_path, max_steps=4, limit_val_batches=0)
+    batch = data.collate(data.splits["train"][:8])
+    module.eval()
+
+    def dpo_loss():
+        pair = module.pair_logprobs(module.model, batch)
+        return module.loss(pair.chosen, pair.rejected, *module.reference.logprobs(module, batch, "train"), pair)
+
+    assert abs(dpo_loss().item() - math.log(2)) > 1e-3  # trained away from the reference
+    module.reanchor_reference()
+    assert math.isclose(dpo_loss().item(), math.log(2), rel_tol=1e-5)
+    assert not any(p.requires_grad for p in module.reference_model.parameters())
+
+
+def test_lora_policy_with_adapters_disabled_as_reference(tiny_backbone, tmp_path):
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    module, data = make(backbone=tiny_backbone, reference=AdaptersDisabled(), lora=lora,
+                         optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    batch = data.collate(data.splits["train"][:8])
+    policy = module.pair_logprobs(module.model, batch)
+    reference = module.reference.logprobs(module, batch, "train")
+    assert torch.allclose(policy.chosen, reference[0])  # fresh adapters (B = 0): policy = base
+    fit(module, data, tmp_path, max_steps=3, limit_val_batches=0)
+    module.eval()
+    trained = module.pair_logprobs(module.model, batch).chosen.detach()
+    assert not torch.allclose(trained, module.reference.logprobs(module, batch, "train")[0], atol=1e-4)
+    module.reanchor_reference()
+    assert torch.allclose(module.pair_logprobs(module.model, batch).chosen, trained, atol=1e-4)  # policy unchanged
+    assert torch.allclose(module.reference.logprobs(module, batch, "train")[0], trained, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [DPONLL, PairwiseCringe])
+def test_training_raises_chosen_over_rejected(cls, tiny_backbone, tmp_path):
+    module, data = make(cls, backbone=tiny_backbone, optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    trainer = fit(module, data, tmp_path, max_epochs=6, limit_val_batches=1, num_sanity_val_steps=0)
+    metrics = trainer.callback_metrics
+    assert metrics["train/reward_accuracy_epoch"] > 0.6 and metrics["train/margin_epoch"] > 0
+    assert metrics["val/nll"] < 4.0  # from ~5.6 (uniform over 259 bytes)
+    assert (module.reference_model is None) == (cls is PairwiseCringe)
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO)) for p in
+                                          [*REPO.glob("configs/dpo_nll/*.yaml"), *REPO.glob("configs/cringe/*.yaml"),
+                                           REPO / "configs/sft/arithmetic.yaml"]))
+def test_configs_parse(config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_lightning(["fit", "--config", str(REPO / config), "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "class_path" in capsys.readouterr().out

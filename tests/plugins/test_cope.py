@@ -1,0 +1,152 @@
+"""CoPE: hand-computed attention, NoPE equivalence, padding, cached generation, gradients, export round trip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from litforge.plugins.position import CoPE, NoPE, load_pretrained
+from litforge.plugins.position.cope import CoPETable, cope_attention, cope_position_logits
+from transformers import AutoModelForCausalLM
+
+from litforge.checkpoint import checkpoint_metadata, export
+
+
+def build(tiny_backbone, tokenizer, position, num_key_value_heads=None):
+    if num_key_value_heads:
+        tiny_backbone.num_key_value_heads = num_key_value_heads
+    model = tiny_backbone.build(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    position.attach(model)
+    return model
+
+
+def randomise_tables(model, scale=0.5):
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "cope.pos_emb" in name:
+                param.normal_(0, scale)
+
+
+def test_hand_computed_one_head_four_tokens():
+    # d = 1 so every dot product is a plain product; scaling 1/sqrt(1) = 1
+    q = torch.tensor([0.0, 1.0, 2.0, -1.0]).view(1, 1, 4, 1)
+    k = torch.tensor([1.0, 0.0, -1.0, 2.0]).view(1, 1, 4, 1)
+    v = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 4, 1)
+    module = torch.nn.Module()
+    module.cope = CoPETable(head_dim=1, npos_max=3)
+    with torch.no_grad():
+        module.cope.pos_emb.copy_(torch.tensor([[0.5, -1.0, 2.0]]))  # E: (d=1, npos_max=3)
+    mask = torch.zeros(4, 4).masked_fill(torch.ones(4, 4).triu(1).bool(), torch.finfo(torch.float32).min)
+    out, weights = cope_attention(module, q, k, v, mask.view(1, 1, 4, 4), scaling=1.0)
+
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    expected_out, expected_w = [], []
+    for i in range(4):
+        logits = [q[0, 0, i, 0].item() * k[0, 0, j, 0].item() for j in range(i + 1)]
+        gates = [sig(x) for x in logits]
+        z = [q[0, 0, i, 0].item() * e for e in (0.5, -1.0, 2.0)]
+        row = []
+        for j in range(i + 1):
+            p = min(sum(gates[j:i + 1]), 2.0)  # reverse cumulative sum, clamped to npos_max - 1
+            lo, hi = math.floor(p), math.ceil(p)
+            row.append(logits[j] + z[lo] * (1 - (p - lo)) + z[hi] * (p - lo))
+        total = sum(math.exp(x) for x in row)
+        w = [math.exp(x) / total for x in row] + [0.0] * (3 - i)
+        expected_w.append(w)
+        expected_out.append(sum(wj * vj for wj, vj in zip(w, [1.0, 2.0, 3.0, 4.0])))
+    assert torch.allclose(weights[0, 0], torch.tensor(expected_w), atol=1e-6)
+    assert torch.allclose(out.view(4), torch.tensor(expected_out), atol=1e-6)
+    # row 3 by hand: logits (-1, 0, 1, -2), gates sum 0.269+0.5+0.731+0.119 = 1.619 -> p_30 = 1.619 (not clamped)
+    assert weights[0, 0, 3, :].sum().item() == pytest.approx(1.0)
+
+
+def test_positions_clamp_and_interpolate():
+    # all gates 1 (huge logits): p_ij = i - j + 1, clamped at npos_max - 1 = 2; z = q . E = (0, 10, 20)
+    gate_logits = torch.full((1, 1, 4, 4), 50.0)
+    visible = torch.ones(4, 4).tril().bool()
+    e = cope_position_logits(torch.ones(1, 1, 4, 1), gate_logits, torch.tensor([[0.0, 10.0, 20.0]]), visible)
+    expected = torch.tensor([[10, 0, 0, 0], [20, 10, 0, 0], [20, 20, 10, 0], [20, 20, 20, 10]], dtype=torch.float)
+    assert torch.allclose(e[0, 0] * visible, expected, atol=1e-4)
+    # half gates: p = 1.5 interpolates halfway between z[1] and z[2]
+    e = cope_position_logits(torch.ones(1, 1, 2, 1), torch.zeros(1, 1, 2, 2), torch.tensor([[0.0, 10.0, 20.0]]),
+                             torch.ones(2, 2).tril().bool())
+    assert e[0, 0, 1, 0].item() == pytest.approx(10.0)  # p = 0.5 + 0.5 = 1
+    assert e[0, 0, 1, 1].item() == pytest.approx(5.0)  # p = 0.5
+
+
+def test_zero_table_equals_nope(tiny_backbone, tokenizer):
+    cope, nope = build(tiny_backbone, tokenizer, CoPE(npos_max=16)), build(tiny_backbone, tokenizer, NoPE())
+    ids = torch.randint(3, 200, (2, 12))
+    mask = torch.ones_like(ids)
+    assert torch.allclose(cope(ids, attention_mask=mask).logits, nope(ids, attention_mask=mask).logits, atol=1e-5)
+
+
+def test_padding_does_not_change_real_tokens(tiny_backbone, tokenizer):
+    model = build(tiny_backbone, tokenizer, CoPE(npos_max=16), num_key_value_heads=1)  # GQA path too
+    randomise_tables(model)
+    short, long = torch.randint(3, 200, (1, 6)), torch.randint(3, 200, (1, 10))
+    alone = model(short, attention_mask=torch.ones_like(short)).logits
+    batch = torch.cat([torch.cat([short, torch.full((1, 4), tokenizer.pad_token_id)], 1), long])
+    mask = torch.tensor([[1] * 6 + [0] * 4, [1] * 10])
+    padded = model(batch, attention_mask=mask).logits
+    assert torch.allclose(padded[0, :6], alone[0], atol=1e-5)
+    assert torch.allclose(padded[1], model(long, attention_mask=torch.ones_like(long)).logits[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("gate_key", [False, True])
+def test_cached_generation_equals_recomputation(tiny_backbone, tokenizer, gate_key):
+    model = build(tiny_backbone, tokenizer, CoPE(npos_max=8, gate_key=gate_key)).eval()
+    randomise_tables(model, scale=2.0)  # positions clamp at 7 within the 20 tokens
+    prompt = torch.randint(3, 200, (2, 5))
+    kwargs = {"max_new_tokens": 15, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    cached = model.generate(prompt, use_cache=True, **kwargs)
+    recomputed = model.generate(prompt, use_cache=False, **kwargs)
+    assert torch.equal(cached, recomputed)
+    # and greedy by hand: each token is the argmax of a full forward pass
+    ids = prompt
+    for _ in range(15):
+        ids = torch.cat([ids, model(ids).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(cached, ids)
+
+
+def test_gradients_reach_the_position_table(tiny_backbone, tokenizer):
+    model = build(tiny_backbone, tokenizer, CoPE(npos_max=16, gate_key=True))
+    ids = torch.randint(3, 200, (2, 10))
+    model(ids, labels=ids).loss.backward()
+    for layer in model.model.layers:  # the table starts at zero, yet receives gradient at once
+        assert layer.self_attn.cope.pos_emb.grad.abs().sum() > 0
+        assert layer.self_attn.cope.gate_key.grad is None or layer.self_attn.cope.gate_key.grad.abs().sum() == 0
+    randomise_tables(model)  # gates only matter once the table is non-zero
+    model.zero_grad()
+    model(ids, labels=ids).loss.backward()
+    for layer in model.model.layers:
+        assert layer.self_attn.cope.gate_key.grad.abs().sum() > 0
+
+
+def test_other_models_are_untouched(tiny_backbone, tokenizer):
+    plain = tiny_backbone.build(
+        len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    ids = torch.randint(3, 200, (1, 8))
+    before = plain(ids).logits
+    build(tiny_backbone, tokenizer, CoPE(npos_max=16))
+    assert plain.config._attn_implementation == "sdpa"
+    assert torch.equal(plain(ids).logits, before)
+
+
+def test_save_export_load_gives_same_logits(tiny_backbone, tokenizer, tmp_path):
+    model = build(tiny_backbone, tokenizer, CoPE(npos_max=16, gate_key=True)).eval()
+    randomise_tables(model)
+    ids = torch.randint(3, 200, (2, 12))
+    expected = model(ids).logits
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                  "litforge": checkpoint_metadata(model, tokenizer)}
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    out = export(tmp_path / "last.ckpt", tmp_path / "hf")
+    loaded = load_pretrained(out)
+    assert loaded.config.litforge_position["init_args"] == {"npos_max": 16, "gate_key": True}
+    assert torch.allclose(loaded(ids).logits, expected, atol=1e-5)
+    # plain transformers does not know CoPE: it loads the backbone with RoPE and drops the tables
+    plain = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    assert not any("cope" in k for k in plain.state_dict())
+    assert not torch.allclose(plain(ids).logits, expected, atol=1e-3)
