@@ -66,29 +66,42 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, Pre
 
 
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str | None = None) -> Path:
-    """Write a checkpoint as a Hugging Face directory (safetensors + tokenizer), atomically.
+    """Write a checkpoint as a Hugging Face directory (safetensors + tokenizer), atomically."""
+    refuse_nonempty(out_dir)  # before the (slow) load
+    model, tokenizer = model_from_checkpoint(checkpoint)
+    return save_directory(model, tokenizer, out_dir, dtype)
+
+
+def refuse_nonempty(out: str | os.PathLike) -> None:
+    """Raise FileExistsError when `out` exists with something in it: outputs never overwrite."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new directory")
+
+
+def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | os.PathLike,
+                   dtype: str | None = None) -> Path:
+    """Write model and tokenizer with `save_pretrained`, atomically.
 
     The directory appears complete or not at all: it is written beside its destination and renamed into place.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new directory")
-    model, tokenizer = model_from_checkpoint(checkpoint)
+    out = Path(out)
+    refuse_nonempty(out)
     if dtype is not None:
         model = model.to(getattr(torch, dtype))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model.config.use_cache = True
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
+    return out
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:

@@ -8,15 +8,13 @@ a standard Hugging Face directory (Mixtral format for MoE merges) that loads in 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from litforge.checkpoint import model_from_checkpoint
+from litforge.checkpoint import model_from_checkpoint, save_directory
 from litforge.plugins.moe.base import Upcycler
 from litforge.tokenizer import load_tokenizer
 
@@ -30,29 +28,6 @@ def load_branch(path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrainedTok
         raise FileNotFoundError(f"{path}: neither a litforge .ckpt nor a directory with config.json")
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return model.eval(), load_tokenizer(str(path))
-
-
-def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | os.PathLike,
-                   dtype: str | None = None) -> Path:
-    """Write model and tokenizer with `save_pretrained`, atomically (staged beside `out`, then renamed)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new directory")
-    if dtype is not None:
-        model = model.to(getattr(torch, dtype))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.config.use_cache = True
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
 
 
 def merge(upcycler: Upcycler, experts: list[str], out: str, seed: str | None = None,

@@ -10,7 +10,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from helpers import REPO, run_litforge, tiny_run_config, write_yaml
 from litforge.checkpoint import model_from_checkpoint
-from litforge.cli import run_lightning
 
 
 @pytest.mark.slow
