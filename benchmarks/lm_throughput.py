@@ -18,13 +18,13 @@ from functools import partial
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
+import lightning as L
+import torch
 
-from litforge.backbones import TinyModel  # noqa: E402
-from litforge.datamodules import SyntheticTextDataModule  # noqa: E402
-from litforge.lightning_modules import CausalLM  # noqa: E402
-from litforge.losses import token_cross_entropy  # noqa: E402
+from litforge.backbones import TinyModel
+from litforge.datamodules import SyntheticTextDataModule
+from litforge.lightning_modules import CausalLM
+from litforge.losses import token_cross_entropy
 
 BACKBONE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=256)
 WARMUP = 3

@@ -199,7 +199,7 @@ class LengthInstructedDataModule(PreferenceDataModule):
     """
 
     def __init__(self, source: PreferenceDataModule | None = None, template: str = DEFAULT_TEMPLATE,
-                 limit_rule: LimitRule = lazy_instance(BetweenLengths),  # noqa: B008
+                 limit_rule: LimitRule = lazy_instance(BetweenLengths),
                  ratio: float = 1.0, augment_val: bool = True, length_prompts_path: str | None = None,
                  prepend_instruction: bool = True, **kwargs):
         super().__init__(**kwargs)

@@ -34,7 +34,7 @@ class CausalLM(LitforgeModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss, count = token_cross_entropy(logits, batch["labels"])
+        loss, _ = token_cross_entropy(logits, batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         return loss
 

@@ -105,5 +105,5 @@ def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, o
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied) if not isinstance(tied, dict) else set(tied)
+    """Parameter names that are tied to another one (a list or a dict of names, depending on the model)."""
+    return set(getattr(model, "_tied_weights_keys", None) or ())

@@ -133,7 +133,7 @@ class FixedLimits(LimitRule):
         limits: the word limits to choose from.
     """
 
-    def __init__(self, limits: list[int] = [50, 100, 200]):  # noqa: B006 (jsonargparse needs a literal default)
+    def __init__(self, limits: list[int] = [50, 100, 200]):
         if not limits:
             raise ValueError("FixedLimits needs at least one limit")
         self.limits = [check_limit(limit, field="limits") for limit in limits]

@@ -47,7 +47,7 @@ def merge(upcycler: Upcycler, experts: list[str], out: str, seed: str | None = N
 
 def merge_parser() -> ArgumentParser:
     """The jsonargparse parser of `litforge merge` (YAML via --config, --print_config; upcycler by class_path)."""
-    import litforge.plugins  # noqa: F401  (short upcycler names resolve once imported)
+    import litforge.plugins
 
     parser = ArgumentParser(prog="litforge merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these arguments")

@@ -8,11 +8,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from litforge.backbones import TinyModel  # noqa: E402
-from litforge.tokenizer import byte_level_tokenizer  # noqa: E402
+from litforge.backbones import TinyModel
+from litforge.tokenizer import byte_level_tokenizer
 
 
 @pytest.fixture(autouse=True)

@@ -21,15 +21,15 @@ from functools import partial
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
+import lightning as L
+import torch
 
-from litforge.backbones import LocalCheckpoint, TinyModel  # noqa: E402
-from litforge.datamodules import ArithmeticPreferenceDataModule, ArithmeticSFTDataModule  # noqa: E402
-from litforge.datamodules.arithmetic import arithmetic_questions, extract_answer  # noqa: E402
-from litforge.lightning_modules import DPONLL, CausalLM, PairwiseCringe  # noqa: E402
-from litforge.optim import WarmupCosine  # noqa: E402
-from litforge.reference import PrecomputedReference  # noqa: E402
+from litforge.backbones import LocalCheckpoint, TinyModel
+from litforge.datamodules import ArithmeticPreferenceDataModule, ArithmeticSFTDataModule
+from litforge.datamodules.arithmetic import arithmetic_questions, extract_answer
+from litforge.lightning_modules import DPONLL, CausalLM, PairwiseCringe
+from litforge.optim import WarmupCosine
+from litforge.reference import PrecomputedReference
 
 BACKBONE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64}
 
