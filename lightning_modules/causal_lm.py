@@ -39,7 +39,10 @@ class CausalLM(LitforgeModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        self.score(self(batch["input_ids"], batch["attention_mask"]), batch, dataloader_idx)
+
+    def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
+        """Update and log one evaluation set's metrics from the batch's logits (subclasses add their own)."""
         loss, count = token_cross_entropy(logits, batch["labels"])
         logits, targets = shift(logits, batch["labels"])
         labelled = targets != IGNORE_INDEX

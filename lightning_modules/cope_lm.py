@@ -31,14 +31,12 @@ class CoPELM(CausalLM):
         while len(self.answer_errors) < len(self.val_metrics):
             self.answer_errors.append(MeanMetric())
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        super().validation_step(batch, batch_idx, dataloader_idx)
-        logits = self(batch["input_ids"], batch["attention_mask"])
+    def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
+        super().score(logits, batch, dataloader_idx)
         metric = self.answer_errors[dataloader_idx]
         metric.update(answer_errors(logits, batch["labels"]))
         self.log(f"{self.val_prefix(dataloader_idx)}/error", metric, prog_bar=True, add_dataloader_idx=False)
 
-    test_step = validation_step
 
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()

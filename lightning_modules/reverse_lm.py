@@ -93,9 +93,9 @@ class ReverseLM(CausalLM):
             self.log("train/reverse_loss", reverse_loss, batch_size=len(backward))
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        super().validation_step(batch, batch_idx, dataloader_idx)
-        logits, targets = shift(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+    def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
+        super().score(logits, batch, dataloader_idx)
+        logits, targets = shift(logits, batch["labels"])
         labelled = targets != IGNORE_INDEX
         # exact match: every labelled token is the argmax, i.e. greedy decoding would write the answer exactly
         hit = ((logits.argmax(-1) == targets) | ~labelled).all(-1)[labelled.any(-1)].float()
@@ -104,5 +104,3 @@ class ReverseLM(CausalLM):
         self.exact_match[dataloader_idx].update(hit)
         self.log(f"{self.val_prefix(dataloader_idx)}/exact_match", self.exact_match[dataloader_idx],
                  add_dataloader_idx=False, metric_attribute=f"exact_match.{dataloader_idx}")
-
-    test_step = validation_step
