@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from litforge.data import IGNORE_INDEX
 from litforge.losses import sequence_logprobs, shift, token_cross_entropy
@@ -57,8 +57,8 @@ class CausalLM(LitforgeModule):
     def on_validation_epoch_start(self) -> None:
         # states reset inside `trainer.validate` would be inference tensors that a later `fit` cannot update
         with torch.inference_mode(False):
-            for metric in self.val_metrics.modules():
-                if isinstance(metric, MeanMetric):
+            for metric in self.modules():  # subclasses' metrics too
+                if isinstance(metric, Metric):
                     metric.reset()
 
     on_test_epoch_start = on_validation_epoch_start

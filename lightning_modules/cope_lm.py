@@ -8,11 +8,11 @@ argmax over every labelled token), one torchmetrics `MeanMetric` per named set, 
 from __future__ import annotations
 
 import torch
-from litforge.lightning_modules.causal_lm import CausalLM
 from torch import nn
 from torchmetrics import MeanMetric
 
 from litforge.data import IGNORE_INDEX
+from litforge.lightning_modules.causal_lm import CausalLM
 from litforge.losses import shift
 
 
@@ -36,15 +36,6 @@ class CoPELM(CausalLM):
         metric = self.answer_errors[dataloader_idx]
         metric.update(answer_errors(logits, batch["labels"]))
         self.log(f"{self.val_prefix(dataloader_idx)}/error", metric, prog_bar=True, add_dataloader_idx=False)
-
-
-    def on_validation_epoch_start(self) -> None:
-        super().on_validation_epoch_start()
-        with torch.inference_mode(False):
-            for metric in self.answer_errors:
-                metric.reset()
-
-    on_test_epoch_start = on_validation_epoch_start
 
 
 def answer_errors(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
