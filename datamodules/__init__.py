@@ -7,12 +7,12 @@ from litforge.datamodules.domains import DomainDataModule, MixedDomainDataModule
 
 __all__ = ["LMDataModule", "SFTDataModule", "SyntheticTextDataModule", "TextDataModule"]
 __all__ += ["DomainDataModule", "MixedDomainDataModule"]
-from litforge.datamodules.arithmetic import ArithmeticSFTDataModule
+from litforge.datamodules.arithmetic import ArithmeticSFTDataModule, SelfRewardSeedDataModule
 from litforge.datamodules.preference import (ArithmeticPreferenceDataModule, JSONLPreferenceDataModule,
                                              PreferenceDataModule)
 
-__all__ += ["ArithmeticSFTDataModule", "ArithmeticPreferenceDataModule", "JSONLPreferenceDataModule",
-            "PreferenceDataModule"]
+__all__ += ["ArithmeticSFTDataModule", "SelfRewardSeedDataModule", "ArithmeticPreferenceDataModule",
+            "JSONLPreferenceDataModule", "PreferenceDataModule"]
 from litforge.datamodules.lift import (LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule,
                                        LengthInstructedDataModule)
 

@@ -14,8 +14,11 @@ Departures from the papers (Yuan et al. 2024; Pang et al. 2024):
        `prompts_per_iteration` per iteration (self-rewarding's "new prompts"); the papers draw new prompts from a
        larger pool, which a fixed synthetic set imitates by slicing.
     2. Identical candidates of one prompt are judged once, and empty ones are dropped before judging.
-    3. Held-out quality is the mean judge score of one greedy response per held-out prompt, logged at each boundary
-       (the model entering iteration k) and by the module at the end of training (the last model).
+    3. Held-out quality is the mean score (by `heldout_judge`, default the training judge) of one greedy response
+       per held-out prompt, logged at each boundary (the model entering iteration k) and by the module at the end of
+       training (the last model). With `num_judge_heldout`, the training judge also scores fixed responses whose true
+       grades are known (`graded()`), and its agreement with them is logged at the same points (self-rewarding's
+       "is the judge getting better?").
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from typing import Any
 
 from jsonargparse import lazy_instance
-from litforge.datamodules.arithmetic import arithmetic_questions
+from litforge.datamodules.arithmetic import arithmetic_questions, graded_responses
 from litforge.datamodules.preference import PreferenceDataModule
 from litforge.plugins.judges import AnswerJudge, Judge
 
@@ -35,6 +38,7 @@ from litforge.iterative import (
     build_iteration,
     evaluate,
     iteration_paths,
+    judge_agreement,
     load_iteration,
     save_iteration,
     write_json,
@@ -57,6 +61,10 @@ class IterativeDataModule(PreferenceDataModule):
         generation_batch_size: sequences per generation batch.
         prompts_per_iteration: None = every prompt each iteration; else a fresh slice of this many per iteration.
         num_heldout: held-out prompts evaluated at each boundary (0 = no held-out evaluation).
+        heldout_judge: scores the held-out responses (None = `judge`); e.g. `AnswerJudge` for exact-answer accuracy
+            while the policy judges itself for training.
+        num_judge_heldout: fixed graded responses (`graded()`) the training judge scores at each boundary, logged as
+            its agreement with the true grades (0 = none).
         run_dir: where `iterations/` is written (None = the trainer's default_root_dir, stable across resumes).
         **kwargs: see `PreferenceDataModule`.
     """
@@ -65,7 +73,8 @@ class IterativeDataModule(PreferenceDataModule):
                  iterations: int = 3, epochs_per_iteration: int = 1, candidates: int = 4, temperature: float = 0.8,
                  top_p: float = 1.0, max_new_tokens: int = 64, stop: list[str] | None = None,
                  generation_batch_size: int = 64, prompts_per_iteration: int | None = None, num_heldout: int = 0,
-                 run_dir: str | None = None, **kwargs):
+                 heldout_judge: Judge | None = None, num_judge_heldout: int = 0, run_dir: str | None = None,
+                 **kwargs):
         kwargs.setdefault("truncate", True)
         super().__init__(**kwargs)
         self.judge, self.pair_rule = judge, pair_rule
@@ -73,6 +82,7 @@ class IterativeDataModule(PreferenceDataModule):
         self.generation = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=stop,
                                batch_size=generation_batch_size)
         self.prompts_per_iteration, self.num_heldout, self.run_dir = prompts_per_iteration, num_heldout, run_dir
+        self.heldout_judge, self.num_judge_heldout = heldout_judge, num_judge_heldout
         self.current: list[dict[str, Any]] = []
         self.history: dict[int, dict[str, Any]] = {}
         self.boundary_done_at: float | None = None
@@ -81,6 +91,11 @@ class IterativeDataModule(PreferenceDataModule):
     def prompts(self, split: str) -> list[dict[str, Any]]:
         """`{"prompt": str, "reference": str | None}` of a split ("train" = the generation pool, "val" = held out)."""
         raise NotImplementedError
+
+    def graded(self, count: int) -> list[dict[str, Any]]:
+        """`count` fixed held-out `{"prompt", "response", "grade", "reference"}` rows with true grades, for
+        `num_judge_heldout` (subclasses whose task can grade a response provide them)."""
+        raise NotImplementedError(f"{type(self).__name__} has no graded responses: set num_judge_heldout: 0")
 
     # -- PreferenceDataModule -----------------------------------------------------------------------------------
     def pairs(self, split):
@@ -135,8 +150,7 @@ class IterativeDataModule(PreferenceDataModule):
             stats = dict(stats, reused=True)
         else:
             stats = {"iteration": k}
-            if self.num_heldout:
-                stats["heldout_score"] = self.evaluate_heldout(module)
+            stats.update(self.evaluate_heldout(module))
             rows = self.iteration_prompts(k)
             trainer.strategy.barrier("iteration-generate")
             self.current, built = build_iteration(
@@ -162,12 +176,22 @@ class IterativeDataModule(PreferenceDataModule):
         self.log_stats(k, stats)
         self.boundary_done_at = time.perf_counter()
 
-    def evaluate_heldout(self, module) -> float:
-        """Mean judge score of greedy responses to the held-out prompts (accuracy with AnswerJudge)."""
-        rows = self.prompts("val")[:self.num_heldout]
-        generation = {key: value for key, value in self.generation.items() if key != "temperature"}
-        return evaluate(module.model, self.tokenizer, self.judge, [r["prompt"] for r in rows],
-                        [r.get("reference") for r in rows], **dict(generation, top_p=1.0))
+    def evaluate_heldout(self, module) -> dict[str, Any]:
+        """The current policy's held-out statistics: `heldout_score`, the mean score of its greedy responses to the
+        held-out prompts (accuracy with AnswerJudge), and the training judge's agreement with true grades."""
+        stats: dict[str, Any] = {}
+        if self.num_heldout:
+            rows = self.prompts("val")[:self.num_heldout]
+            generation = {key: value for key, value in self.generation.items() if key != "temperature"}
+            stats["heldout_score"] = evaluate(module.model, self.tokenizer, self.heldout_judge or self.judge,
+                                              [r["prompt"] for r in rows], [r.get("reference") for r in rows],
+                                              **dict(generation, top_p=1.0))
+        if self.num_judge_heldout:
+            rows = self.graded(self.num_judge_heldout)
+            stats.update(judge_agreement(module.model, self.tokenizer, self.judge, [r["prompt"] for r in rows],
+                                         [r["response"] for r in rows], [r["grade"] for r in rows],
+                                         [r.get("reference") for r in rows]))
+        return stats
 
     def finish(self, module) -> dict[str, Any]:
         """After the last iteration: the last model's held-out score and every iteration's statistics (rank 0 writes
@@ -177,9 +201,10 @@ class IterativeDataModule(PreferenceDataModule):
         if last in self.history and self.boundary_done_at is not None:
             self.history[last]["train_s"] = time.perf_counter() - self.boundary_done_at
         summary = {"iterations": {str(k): v for k, v in sorted(self.history.items())}}
-        if self.num_heldout:
-            summary["heldout_score"] = self.evaluate_heldout(module)
-            self.log_stats(last + 1, {"heldout_score": summary["heldout_score"]})
+        heldout = self.evaluate_heldout(module)
+        if heldout:
+            summary.update(heldout)
+            self.log_stats(last + 1, heldout)
         if trainer.is_global_zero:
             write_json(iteration_paths(self.directory(), 0)[0].parent / "final.json", summary)
         return summary
@@ -196,7 +221,8 @@ class IterativeDataModule(PreferenceDataModule):
 
 
 class ArithmeticIterativeDataModule(IterativeDataModule):
-    """The arithmetic questions of `datamodules/arithmetic.py` as prompts, their sums as reference answers.
+    """The arithmetic questions of `datamodules/arithmetic.py` as prompts, their sums as reference answers (and
+    graded responses to test questions for `num_judge_heldout`).
 
     Args:
         num_train: questions the policy generates for.
@@ -220,6 +246,12 @@ class ArithmeticIterativeDataModule(IterativeDataModule):
     def prompts(self, split):
         return [{"prompt": q["prompt"], "reference": str(q["answer"])}
                 for q in arithmetic_questions(self.counts[split], split, self.task_seed, **self.task)]
+
+    def graded(self, count):
+        """Test-split questions (disjoint from the training pool and the held-out prompts) answered by correct and
+        corrupted responses with their true grades (`grade_points`), balanced over grades 0-5."""
+        return graded_responses(arithmetic_questions(count, "test", self.task_seed, **self.task), count,
+                                seed=self.task_seed, balanced=True)
 
 
 class JSONLIterativeDataModule(IterativeDataModule):

@@ -4,9 +4,18 @@ A training step reads like the papers' algorithm box: one forward of the policy 
 (a batch of 2B rows from `PairCollator`), reference log-probs from a `ReferenceSource`, a loss from
 `litforge.losses` (the `loss` hook a subclass implements), then metrics.
 
-Speed: the language-model head and the log-softmax run only on response positions (prompt and padding rows of the
-hidden states are dropped before the vocabulary projection), so the (tokens x vocab) logits, usually the largest
-activation of a step, exist only where a loss is taken.
+Speed:
+1. The prompt is computed once for both responses (`shared_prompt`, on by default): each pair becomes one row
+   [prompt, chosen, rejected] whose 4-D attention mask hides chosen from rejected, with position ids restarting after
+   the prompt for rejected, so each response sees exactly the context it has in its own sequence. The concatenated
+   forward (2B rows, the prompt twice) remains for pairs whose prompts differ and for attention kernels that take no
+   4-D mask (flash, flex). The trade: the prompt's tokens are saved, but attention over the longer row is a full
+   masked (T x T) one, without the causal kernel's skipped half; it pays when prompts are long next to responses or
+   the model is wide (benchmarks/dpo_vs_trl.py: equal time on its tiny model at 2 threads, less memory).
+2. The language-model head and the log-softmax run only on response positions (prompt and padding rows of the
+   hidden states are dropped before the vocabulary projection), so the (tokens x vocab) logits, usually the largest
+   activation of a step, exist only where a loss is taken.
+3. Reference log-probs are computed under `torch.inference_mode` (see `litforge.reference`).
 """
 
 from __future__ import annotations
@@ -61,17 +70,20 @@ class PreferenceModule(LitforgeModule):
     Args:
         reference: where reference log-probs come from (FrozenCopy, PrecomputedReference, AdaptersDisabled).
         lora: peft `LoraConfig` arguments to train LoRA adapters instead of all weights (None: full fine-tuning).
+        shared_prompt: run each pair as one row [prompt, chosen, rejected] (the prompt computed once) instead of
+            two rows; the log-probs are the same.
         **kwargs: see `LitforgeModule`.
     """
 
     needs_reference = True
 
     def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
-                 **kwargs):
+                 shared_prompt: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["reference", "backbone", "tokenizer", "position", "optimizer", "scheduler"])
         self.reference = reference if self.needs_reference else None
         self.lora = lora
+        self.shared_prompt = shared_prompt
         self.reference_model: nn.Module | None = None
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in METRICS})
                                       for stage in ("train_", "val_")})
@@ -95,19 +107,33 @@ class PreferenceModule(LitforgeModule):
             self.reference.reanchor(self)
 
     def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
-        """Run `model` once over the 2B rows and return sequence log-probs of chosen (rows < B) and rejected."""
+        """Run `model` once over a batch of B pairs and return sequence log-probs of chosen and rejected."""
+        shared = share_prompts(batch) if self.shared_prompt and accepts_4d_mask(model) else None
         decoder = model.get_decoder()
-        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         use_cache=False).last_hidden_state  # (2B, T, hidden)
-        targets = batch["labels"][:, 1:]
-        mask = targets != IGNORE_INDEX  # position t predicts token t+1
-        logits = model.get_output_embeddings()(hidden[:, :-1][mask])  # (N, vocab): response positions only
+        if shared is None:  # 2B rows [prompt, response]; position t predicts token t+1
+            hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             use_cache=False).last_hidden_state  # (2B, T, hidden)
+            targets = batch["labels"][:, 1:]
+            mask = targets != IGNORE_INDEX
+            rows, columns = mask.nonzero(as_tuple=True)
+            half = hidden.size(0) // 2
+            hidden = hidden[rows, columns]  # (N, hidden): response positions only
+        else:  # B rows [prompt, chosen, rejected]; see `share_prompts`
+            dtype = model.get_input_embeddings().weight.dtype
+            additive = torch.zeros(shared["mask"].shape, dtype=dtype, device=shared["mask"].device)
+            additive.masked_fill_(~shared["mask"], torch.finfo(dtype).min)  # eager adds the mask; sdpa takes either
+            hidden = decoder(input_ids=shared["input_ids"], attention_mask=additive,
+                             position_ids=shared["position_ids"], use_cache=False).last_hidden_state  # (B, T, hidden)
+            mask = shared["labels"] != IGNORE_INDEX
+            pairs, columns = mask.nonzero(as_tuple=True)
+            targets = shared["labels"]
+            half = hidden.size(0)
+            rows = pairs + half * shared["is_rejected"][pairs, columns]
+            hidden = hidden[pairs, shared["source"][pairs, columns]]
+        logits = model.get_output_embeddings()(hidden)  # (N, vocab)
         targets = targets[mask]
-        rows = mask.nonzero()[:, 0]
-        total = hidden.new_zeros(hidden.size(0), dtype=torch.float32).index_add(0, rows,
-                                                                                token_logprobs(logits, targets))
-        counts = mask.sum(-1)
-        half = hidden.size(0) // 2
+        total = logits.new_zeros(2 * half, dtype=torch.float32).index_add(0, rows, token_logprobs(logits, targets))
+        counts = torch.bincount(rows, minlength=2 * half)
         return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], logits, targets, rows)
 
     def loss(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor | None,
@@ -154,3 +180,42 @@ class PreferenceModule(LitforgeModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.reference is not None and "reference_source" in checkpoint:
             self.reference.load_state_dict(checkpoint["reference_source"])
+
+
+def share_prompts(batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """Rearrange a `PairCollator` batch (2B rows [prompt, response]) into B rows [prompt, chosen, rejected].
+
+    Rejected tokens attend to the prompt and to themselves, not to chosen, and their position ids restart where the
+    prompt ends, so every response token sees the context and positions it has in its own row. Returns input_ids,
+    labels, position_ids, `is_rejected` and `source` (the position whose hidden state predicts the token at t: t - 1,
+    but the prompt's last position for the first rejected token), each (B, T), and `mask` (B, 1, T, T; True where a
+    query may attend to a key). None when the two prompts of a pair differ.
+    """
+    ids, labels, lengths = batch["input_ids"], batch["labels"], batch["attention_mask"].sum(-1)
+    half = ids.size(0) // 2
+    prompt = (labels != IGNORE_INDEX).int().argmax(-1)  # (2B,): the leading unlabelled tokens
+    in_prompt = torch.arange(ids.size(1), device=ids.device) < prompt[:, None]
+    if not torch.equal(prompt[:half], prompt[half:]) or not torch.equal(*(ids * in_prompt).chunk(2)):
+        return None
+    prompt = prompt[:half]
+    chosen, rejected = lengths[:half] - prompt, lengths[half:] - prompt
+    ends = torch.stack([prompt, prompt + chosen, prompt + chosen + rejected], -1)[:, :, None]  # (B, 3, 1)
+    t = torch.arange(int(ends.max()), device=ids.device)[None]  # (1, T)
+    is_rejected = (t >= ends[:, 1]).long()  # (B, T), padding included
+    column = (t - chosen[:, None] * is_rejected).clamp(max=ids.size(1) - 1)  # where token t sits in its own row
+    row = torch.arange(half, device=ids.device)[:, None] + half * is_rejected
+    padding = t >= ends[:, 2]
+    segment = (t >= ends).sum(1)  # (B, T): 0 prompt, 1 chosen, 2 rejected, 3 padding (after every real token)
+    causal = torch.ones(t.size(1), t.size(1), dtype=torch.bool, device=ids.device).tril()
+    mask = causal & ~((segment[:, :, None] == 2) & (segment[:, None, :] == 1))  # (B, query, key)
+    source = torch.where(t == ends[:, 1], prompt[:, None] - 1, t - 1)
+    return {"input_ids": ids[row, column].masked_fill(padding, 0),  # any id: padding is never attended to or scored
+            "labels": labels[row, column].masked_fill(padding | (source < 0), IGNORE_INDEX),
+            "position_ids": column.masked_fill(padding, 0), "is_rejected": is_rejected, "source": source,
+            "mask": mask[:, None]}
+
+
+def accepts_4d_mask(model: nn.Module) -> bool:
+    """Whether the model's attention takes a custom 4-D mask (sdpa, eager, plugins' own; not flash or flex)."""
+    implementation = str(getattr(model.config, "_attn_implementation", "sdpa"))
+    return not any(name in implementation for name in ("flash", "flex", "paged"))

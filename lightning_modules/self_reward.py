@@ -6,8 +6,9 @@ The judge is `LLMJudge` with no checkpoint (it is handed the current policy at e
 no NLL term) plus the end-of-run evaluation.
 
 Departures from the paper:
-    1. The seed model's IFT + EFT fine-tuning is a separate `fit` (SFT data with both solving and judging examples);
-       the self-rewarding run starts from its exported checkpoint (`LocalCheckpoint`).
+    1. The seed model's IFT + EFT fine-tuning is a separate `fit` (SFT data with both solving and judging examples,
+       `SelfRewardSeedDataModule`, configs/self_reward/seed.yaml); the self-rewarding run starts from its exported
+       checkpoint (`LocalCheckpoint`).
     2. The optimizer state carries over between iterations instead of restarting from M_t.
 """
 

@@ -75,6 +75,10 @@ class TinyModel(Backbone):
 class LocalCheckpoint(Backbone):
     """A model saved with `save_pretrained` in a local directory; nothing is fetched from the network.
 
+    A directory exported with a litforge position encoding (its config.json records `litforge_position`, e.g. CoPE)
+    is loaded with that encoding re-attached, as `litforge.plugins.position.load_pretrained` does; so do not name a
+    `position:` plugin as well.
+
     Args:
         path: the directory holding config.json and the weights.
         dtype: "float32", "bfloat16" or "float16".
@@ -94,9 +98,16 @@ class LocalCheckpoint(Backbone):
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no config.json; LocalCheckpoint needs a directory written by "
                                     "save_pretrained (litforge never downloads weights)")
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, self.dtype),
-                                                     trust_remote_code=self.trust_remote_code,
-                                                     attn_implementation=self.attn_implementation)
+        from litforge.plugins.position import from_config, load_pretrained
+
+        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
+        if from_config(config) is not None:  # plain from_pretrained would build RoPE and drop e.g. the CoPE tables
+            model = load_pretrained(path, dtype=getattr(torch, self.dtype),
+                                    attn_implementation=self.attn_implementation)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, self.dtype),
+                                                         trust_remote_code=self.trust_remote_code,
+                                                         attn_implementation=self.attn_implementation)
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size)
         if model.config.pad_token_id is None:

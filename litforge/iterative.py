@@ -14,6 +14,7 @@ iteration k's data is finished: a resumed run reads it instead of generating aga
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from itertools import product
@@ -156,6 +157,33 @@ def evaluate(model, tokenizer, judge: Judge, prompts: list[str], references: lis
     judge.attach(model, tokenizer)
     scores = [s for s in judge.score(prompts, [t[0] for t in generations.texts], references) if s is not None]
     return sum(scores) / len(scores) if scores else float("nan")
+
+
+def agreement(scores: list[float | None], grades: list[int]) -> dict[str, Any]:
+    """How a judge's scores match true grades: exact agreement of the rounded score (a missing verdict disagrees),
+    mean absolute error and mean score over the verdicts, the number without one, the histogram of rounded scores (a
+    judge that saturates puts everything in one bin) and the mean score per true grade (one that ignores the grade
+    gives a flat row)."""
+    rounded = [None if s is None else math.floor(s + 0.5) for s in scores]
+    valid = [(s, g) for s, g in zip(scores, grades) if s is not None]
+    histogram = {str(v): rounded.count(v) for v in sorted({r for r in rounded if r is not None})}
+    by_grade = {str(g): [s for s, h in valid if h == g] for g in sorted(set(grades))}
+    return {"judge_agreement": sum(r == g for r, g in zip(rounded, grades)) / len(grades) if grades else float("nan"),
+            "judge_mae": sum(abs(s - g) for s, g in valid) / len(valid) if valid else float("nan"),
+            "judge_heldout_mean": sum(s for s, _ in valid) / len(valid) if valid else float("nan"),
+            "judge_heldout_failures": len(scores) - len(valid), "judge_histogram": histogram,
+            "judge_mean_by_grade": {g: sum(v) / len(v) if v else float("nan") for g, v in by_grade.items()}}
+
+
+def judge_agreement(model, tokenizer, judge: Judge, prompts: list[str], responses: list[str], grades: list[int],
+                    references: list[str | None]) -> dict[str, Any]:
+    """`agreement` of the judge (attached to the current policy) with true grades of fixed (prompt, response) rows,
+    plus the judge's failed verdicts during the call (`judge_heldout_reply_failures`: for `LLMJudge`, replies with no
+    valid "Score: N")."""
+    judge.attach(model, tokenizer)
+    failures_before = judge.failures
+    stats = agreement(judge.score(prompts, responses, references), grades)
+    return dict(stats, judge_heldout_reply_failures=judge.failures - failures_before)
 
 
 def iteration_paths(run_dir: str | Path, k: int) -> tuple[Path, Path]:

@@ -5,6 +5,9 @@
   under the run directory; later epochs (and a resumed run) reuse it. No second model in memory.
 - `AdaptersDisabled`: with a LoRA policy, the reference is the base model with the adapters switched off.
 
+Reference forwards run under `torch.inference_mode` (no autograd bookkeeping at all) over the same shared-prompt
+rows as the policy (`PreferenceModule.pair_logprobs`).
+
 Each supports `reanchor(module)`: make the reference equal the current policy (iterative methods call it at every
 iteration boundary) and forget any cached log-probs.
 """
@@ -56,9 +59,9 @@ class FrozenCopy(ReferenceSource):
 
     def logprobs(self, module, batch, key):
         module.reference_model.eval()  # Lightning puts every submodule in train mode at the start of fit
-        with torch.no_grad():
+        with torch.inference_mode():
             out = module.pair_logprobs(module.reference_model, batch)
-        return out.chosen, out.rejected
+        return out.chosen.clone(), out.rejected.clone()  # clones are ordinary tensors, usable next to the policy's
 
     def reanchor(self, module):
         module.reference_model.load_state_dict(module.model.state_dict())
@@ -115,7 +118,7 @@ class PrecomputedReference(ReferenceSource):
         values = torch.zeros(len(loader.dataset), 2)
         training = module.model.training
         module.model.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             for batch in loader:
                 batch = {k: v.to(module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 out = module.pair_logprobs(module.model, batch)
@@ -148,9 +151,9 @@ class AdaptersDisabled(ReferenceSource):
             raise ValueError("AdaptersDisabled needs a LoRA policy: set `lora:` on the preference module")
 
     def logprobs(self, module, batch, key):
-        with torch.no_grad(), module.model.disable_adapter():
+        with torch.inference_mode(), module.model.disable_adapter():
             out = module.pair_logprobs(module.model, batch)
-        return out.chosen, out.rejected
+        return out.chosen.clone(), out.rejected.clone()
 
     def reanchor(self, module):
         from peft.tuners.lora import LoraLayer

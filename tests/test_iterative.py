@@ -12,7 +12,7 @@ import pytest
 import torch
 from litforge.datamodules import ArithmeticIterativeDataModule
 from litforge.lightning_modules import IterativeRPO
-from litforge.plugins.judges import Judge
+from litforge.plugins.judges import AnswerJudge, Judge
 
 from litforge.backbones import TinyModel
 from litforge.iterative import BestVsWorst, CorrectVsIncorrect, build_pairs, iteration_paths
@@ -64,11 +64,13 @@ def test_correct_vs_incorrect_pairs_every_combination_up_to_k():
                      "reference": "7"}]
 
 
-def _run(root: Path, max_epochs: int, judge: HashJudge, ckpt_path: str | None = None, epochs_per_iteration: int = 1):
+def _run(root: Path, max_epochs: int, judge: HashJudge, ckpt_path: str | None = None, epochs_per_iteration: int = 1,
+         **data_kwargs):
     torch.manual_seed(0)
     data = ArithmeticIterativeDataModule(judge=judge, pair_rule=BestVsWorst(), iterations=2,
                                          epochs_per_iteration=epochs_per_iteration, candidates=3, max_new_tokens=6,
-                                         temperature=1.0, num_train=6, num_val=4, num_heldout=4, batch_size=4)
+                                         temperature=1.0, num_train=6, num_val=4, num_heldout=4, batch_size=4,
+                                         **data_kwargs)
     module = IterativeRPO(backbone=TinyModel(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                              intermediate_size=64, max_position_embeddings=64),
                           tokenizer=data.tokenizer, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
@@ -99,6 +101,19 @@ def test_each_boundary_writes_jsonl_and_reanchors_the_reference(tmp_path):
     assert set(final["iterations"]) == {"0", "1"} and 0.0 <= final["heldout_score"] <= 5.0
     metrics = (next((tmp_path / "csv").glob("version_*")) / "metrics.csv").read_text()
     assert "iteration/pairs" in metrics and "iteration/index" in metrics and "iteration/heldout_score" in metrics
+
+
+def test_boundaries_log_accuracy_by_the_heldout_judge_and_the_judge_s_agreement(tmp_path):
+    _run(tmp_path, max_epochs=2, judge=HashJudge(), heldout_judge=AnswerJudge(), num_judge_heldout=6)
+    final = json.loads((tmp_path / "iterations" / "final.json").read_text())
+    for stats in (final["iterations"]["0"], final["iterations"]["1"], final):  # M0, M1, M2
+        assert stats["heldout_score"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # accuracy on 4 prompts, not hash scores
+        assert 0.0 <= stats["judge_agreement"] <= 1.0 and stats["judge_heldout_failures"] == 0
+        assert sum(stats["judge_histogram"].values()) == 6
+    # HashJudge's scores depend on the fixed graded responses only: the same at every boundary
+    assert final["iterations"]["0"]["judge_agreement"] == final["judge_agreement"]
+    metrics = (next((tmp_path / "csv").glob("version_*")) / "metrics.csv").read_text()
+    assert "iteration/judge_agreement" in metrics and "iteration/judge_mae" in metrics
 
 
 def test_resume_mid_iteration_reuses_finished_data(tmp_path):

@@ -56,16 +56,18 @@ def reattach(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
-def load_pretrained(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+def load_pretrained(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                    attn_implementation: str | None = None) -> PreTrainedModel:
     """Load a directory written by `litforge export`, with its position encoding (plain transformers would not know it).
 
     `AutoModelForCausalLM.from_pretrained` on such a directory builds the backbone with RoPE, warns that the
     encoding's weights (e.g. `...self_attn.cope.pos_emb`) were not used, and returns a different model.
+    `attn_implementation` applies where the encoding keeps the backbone's attention (CoPE brings its own).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(path, local_files_only=True)
-    model = reattach(AutoModelForCausalLM.from_config(config, dtype=dtype))
+    model = reattach(AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation))
     from safetensors.torch import load_file
 
     state = {}
@@ -108,6 +110,10 @@ def disable_rotary(model: PreTrainedModel) -> None:
                if type(module).__name__.endswith("RotaryEmbedding")]
     if not targets:
         raise TypeError(f"{type(model).__name__} has no rotary embedding module to turn off")
+    if any(isinstance(module, NoRotary) for module in model.modules()):
+        recorded = (getattr(model.config, CONFIG_KEY, None) or {}).get("class_path")
+        raise ValueError(f"{type(model).__name__} already has a position encoding attached ({recorded}); "
+                         "a loaded export brings its own")
     for name, module in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

@@ -12,7 +12,8 @@ Departures from the paper / reference:
 1. The optional separate gate key is a learned (d x d) map G of the cached key, `k_j G`, not a new projection of
    the hidden state (the attention function only sees q/k/v); it is identity-initialised, so it starts as the paper.
 2. The table E is zero-initialised (as the reference) and shared by the heads (and by GQA groups) of one layer.
-3. The attention is computed eagerly (O(T^2) memory per head for p, as in the reference); RoPE is turned off.
+3. The attention is computed without a fused kernel (O(T^2) memory per head for p, as in the reference), with a
+   hand-written backward for the position logits (`PositionLogits`) that keeps two (T x T) tensors; RoPE is off.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from litforge.plugins.position.base import PositionEncoding, attention_modules, disable_rotary
 from torch import nn
+from torch.autograd.function import once_differentiable
 from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedModel
 from transformers.masking_utils import eager_mask
 
@@ -45,17 +47,65 @@ def cope_position_logits(query: torch.Tensor, gate_logits: torch.Tensor, pos_emb
     query: (batch, heads, query, d); gate_logits: (batch, heads, query, key), already scaled by 1/sqrt(d);
     pos_emb: (d, npos_max); visible: bool, broadcastable to gate_logits, True where key j may be attended by query i.
     """
-    npos_max = pos_emb.size(-1)
-    gates = torch.sigmoid(gate_logits) * visible
-    # p_ij = sum_{t >= j} g_it, as (row total - prefix sum before j): no flipped copies of the (T x T) gates
-    positions = (gates.sum(-1, keepdim=True) - gates.cumsum(-1) + gates).clamp(min=0, max=npos_max - 1)
     logits_int = torch.matmul(query, pos_emb)  # z_i[n], (batch, heads, query, npos_max)
-    # z_i[n] and z_i[n + 1] side by side, so one gather at floor(p) reads both ends of the interpolation
-    pairs = torch.stack([logits_int, torch.cat([logits_int[..., 1:], logits_int[..., -1:]], -1)], -1)
-    floor = positions.detach().floor()
-    ends = pairs.gather(-2, floor.long().unsqueeze(-1).expand(*floor.shape, 2))  # (batch, heads, query, key, 2)
-    weight = positions - floor
-    return ends[..., 0] + weight * (ends[..., 1] - ends[..., 0])
+    return PositionLogits.apply(gate_logits, logits_int, visible)
+
+
+class PositionLogits(torch.autograd.Function):
+    """e_ij from the gate logits and z_i = q_i . E, with a hand-written backward that keeps two (T x T) tensors.
+
+    Autograd through the eager formula keeps the gates, the unclamped positions, a 2-wide int64 gather index, the
+    interpolation weight and slope, and zero-fills a (T x T x 2) buffer per gather in its backward. Here the forward
+    keeps the gates g and the clamped positions p, and works in place. With s_ij = z_i[floor p_ij + 1] -
+    z_i[floor p_ij] (the interpolation's slope, 0 at the last position) and w_ij = p_ij - floor p_ij:
+        dL/dp_ij = dL/de_ij s_ij            (0 where p is clamped to npos_max - 1, since s = 0 there)
+        dL/dg_it = sum_{j <= t} dL/dp_ij    (p_ij sums g_it over t >= j: a forward cumulative sum)
+        dL/dgate_logit = dL/dg g (1 - g)    (zero where masked, since g = 0 there)
+        dL/dz_i[n] = sum_{j: floor p_ij = n} dL/de_ij (1 - w_ij) + sum_{j: floor p_ij = n - 1} dL/de_ij w_ij
+    The clamp at 0 only guards against rounding (the gates are >= 0), so it passes the gradient through.
+    """
+
+    @staticmethod
+    def forward(ctx, gate_logits: torch.Tensor, logits_int: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        npos_max = logits_int.size(-1)
+        gates = torch.sigmoid(gate_logits).mul_(visible)
+        # p_ij = sum_{t >= j} g_it = (row total) - (sum_{t < j} g_it): no flipped copies of the (T x T) gates
+        positions = gates.cumsum(-1).sub_(gates)
+        positions = torch.sub(gates.sum(-1, keepdim=True), positions, out=positions).clamp_(0, npos_max - 1)
+        floor = positions.long()  # p >= 0, so truncation is the floor and frac(p) the interpolation weight
+        # e = w (z[floor p + 1] - z[floor p]) + z[floor p]; the second gather reuses the first one's buffer, since
+        # on a CPU each fresh (T x T) buffer costs about as much as an op on it (page faults)
+        slopes = _slopes(logits_int).gather(-1, floor)
+        out = positions.frac().mul_(slopes)
+        out.add_(torch.gather(logits_int, -1, floor, out=slopes))
+        ctx.save_for_backward(gates, positions, logits_int)
+        return out
+
+    @staticmethod
+    @once_differentiable  # the saved gates carry no graph: a second derivative must fail, not come out wrong
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        gates, positions, logits_int = ctx.saved_tensors
+        floor = positions.long()
+        grad_int = grad_gates = None
+        buffer = positions.frac()  # w
+        if ctx.needs_input_grad[1]:
+            # scatter dL/de (1 - w) to floor p and dL/de w to floor p + 1; w = 0 wherever floor p = npos_max - 1,
+            # so the second scatter is the first one's (dL/de w) shifted by one position
+            weighted = buffer.mul_(grad_out)
+            shifted = torch.zeros_like(logits_int).scatter_add_(-1, floor, weighted)
+            grad_int = torch.zeros_like(logits_int).scatter_add_(-1, floor, grad_out).sub_(shifted)
+            grad_int[..., 1:] += shifted[..., :-1]
+        if ctx.needs_input_grad[0]:
+            grad_gates = torch.gather(_slopes(logits_int), -1, floor, out=buffer).mul_(grad_out)  # dL/dp
+            del floor
+            grad_gates = grad_gates.cumsum_(-1).mul_(gates)
+            grad_gates.addcmul_(grad_gates, gates, value=-1)  # dL/dg g (1 - g)
+        return grad_gates, grad_int, None
+
+
+def _slopes(logits_int: torch.Tensor) -> torch.Tensor:
+    """z[n + 1] - z[n] for each n, with 0 at the last position (its ceiling is itself)."""
+    return torch.nn.functional.pad(logits_int.diff(dim=-1), (0, 1))
 
 
 def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
@@ -68,26 +118,39 @@ def cope_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
                    **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """An `AttentionInterface` function: attention with CoPE logits, reading the table from `module.cope`."""
     table: CoPETable = module.cope
-    groups = query.size(1) // key.size(1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    logits = torch.matmul(query, key.transpose(2, 3)) * scaling  # (batch, heads, query, key)
-    q_len, k_len = logits.shape[-2:]
+    q_len, k_len = query.size(-2), key.size(-2)
+    dtype = query.dtype
     if attention_mask is None:  # causal, with the queries at the end of the keys (KV cache)
         causal = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
-        attention_mask = torch.zeros(q_len, k_len, dtype=logits.dtype, device=query.device)
-        attention_mask = attention_mask.masked_fill(~causal, torch.finfo(logits.dtype).min)
+        attention_mask = torch.zeros(q_len, k_len, dtype=dtype, device=query.device)
+        attention_mask = attention_mask.masked_fill(~causal, torch.finfo(dtype).min)
     elif attention_mask.dtype == torch.bool:
-        attention_mask = torch.zeros_like(attention_mask, dtype=logits.dtype).masked_fill(
-            ~attention_mask, torch.finfo(logits.dtype).min)
-    attention_mask = attention_mask[..., :k_len]
+        attention_mask = torch.zeros_like(attention_mask, dtype=dtype).masked_fill(
+            ~attention_mask, torch.finfo(dtype).min)
+    return cope_core(query, key, value, attention_mask[..., :k_len], table.pos_emb.to(dtype), table.gate_key,
+                     scaling, dropout if module.training else 0.0)
+
+
+def cope_core(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor,
+              pos_emb: torch.Tensor, gate_key: torch.Tensor | None, scaling: float, dropout: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CoPE attention on tensors: (batch, heads, T, d) q/k/v and an additive mask -> output (batch, T, heads, d)."""
+    groups = query.size(1) // key.size(1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    logits = torch.matmul(query, key.transpose(2, 3)).mul_(scaling)  # (batch, heads, query, key)
     visible = attention_mask == 0
-    if table.gate_key is None:
+    if gate_key is None:
         gate_logits = logits
     else:
-        gate_logits = torch.matmul(query, torch.matmul(key, table.gate_key).transpose(2, 3)) * scaling
-    logits = logits + cope_position_logits(query, gate_logits, table.pos_emb.to(query.dtype), visible)
-    weights = torch.softmax(logits + attention_mask, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+        gate_logits = torch.matmul(query, torch.matmul(key, gate_key).transpose(2, 3)).mul_(scaling)
+    # in place on the position logits: nothing saved for the backward reads them
+    logits = cope_position_logits(query, gate_logits, pos_emb, visible).add_(logits).add_(attention_mask)
+    if logits.dtype != torch.float32:
+        weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+    else:
+        weights = torch.softmax(logits, dim=-1)
+    if dropout > 0:
+        weights = nn.functional.dropout(weights, p=dropout)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (batch, query, heads, d)
     return output, weights
 

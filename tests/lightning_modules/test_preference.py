@@ -11,6 +11,7 @@ import torch
 from litforge.cli import run_lightning
 from litforge.datamodules import ArithmeticPreferenceDataModule
 from litforge.lightning_modules import DPONLL, PairwiseCringe
+from litforge.lightning_modules.preference import share_prompts
 from litforge.losses import sequence_logprobs
 from litforge.reference import AdaptersDisabled, PrecomputedReference
 
@@ -45,6 +46,40 @@ def test_concatenated_forward_equals_separate_forwards(tiny_backbone):
             assert torch.allclose(value, expected[0], atol=1e-4)
             tokens = out.chosen_tokens[i] if side == "chosen" else out.rejected_tokens[i]
             assert tokens == count[0]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attention):
+    tiny_backbone.attn_implementation = attention
+    module, data = make(backbone=tiny_backbone)
+    raw = [("1+1=", "2", "three"), ("What is 12 + 30?", "42 it is", "24"), ("x", "a longer answer", "b"),
+           ("Say hi.", "hi", "hello there")]  # prompts and responses of unequal lengths: padding in both layouts
+    samples = [data.encode_pair({"prompt": p, "chosen": c, "rejected": r}) for p, c, r in raw]
+    for index, sample in enumerate(samples):
+        sample["index"] = index
+    batch = data.collate(samples)
+    assert share_prompts(batch) is not None
+    shared = module.pair_logprobs(module.model, batch)
+    module.shared_prompt = False
+    plain = module.pair_logprobs(module.model, batch)
+    for name in ("chosen", "rejected"):
+        assert torch.allclose(getattr(shared, name), getattr(plain, name), atol=1e-5, rtol=0)
+        assert torch.equal(getattr(shared, f"{name}_tokens"), getattr(plain, f"{name}_tokens"))
+    order = lambda pair: torch.argsort(pair.rows * 10_000 + torch.arange(len(pair.rows)))  # noqa: E731
+    assert torch.equal(shared.targets[order(shared)], plain.targets[order(plain)])
+    assert torch.allclose(shared.logits[order(shared)], plain.logits[order(plain)], atol=1e-5)
+
+
+def test_pairs_with_different_prompts_fall_back_to_the_concatenated_forward(tiny_backbone):
+    module, data = make(backbone=tiny_backbone)
+    first, second = data.splits["train"][:2]
+    mixed = dict(first, rejected_input_ids=second["rejected_input_ids"], rejected_labels=second["rejected_labels"])
+    batch = data.collate([mixed])
+    assert share_prompts(batch) is None
+    out = module.pair_logprobs(module.model, batch)
+    ids = torch.tensor([second["rejected_input_ids"]])
+    expected, _ = sequence_logprobs(module.model(input_ids=ids).logits, torch.tensor([second["rejected_labels"]]))
+    assert torch.allclose(out.rejected, expected, atol=1e-4)
 
 
 def test_dpo_with_policy_equal_to_reference_gives_log_2(tiny_backbone):

@@ -10,6 +10,7 @@ from litforge.plugins.position import CoPE, NoPE, load_pretrained
 from litforge.plugins.position.cope import CoPETable, cope_attention, cope_position_logits
 from transformers import AutoModelForCausalLM
 
+from litforge.backbones import LocalCheckpoint
 from litforge.checkpoint import checkpoint_metadata, export
 
 
@@ -73,6 +74,46 @@ def test_positions_clamp_and_interpolate():
                              torch.ones(2, 2).tril().bool())
     assert e[0, 0, 1, 0].item() == pytest.approx(10.0)  # p = 0.5 + 0.5 = 1
     assert e[0, 0, 1, 1].item() == pytest.approx(5.0)  # p = 0.5
+
+
+def autograd_position_logits(query, gate_logits, pos_emb, visible):
+    """The eager formula (as in the reference code), differentiated by autograd: the custom backward's reference."""
+    npos_max = pos_emb.size(-1)
+    gates = torch.sigmoid(gate_logits) * visible
+    positions = gates.flip(-1).cumsum(-1).flip(-1).clamp(min=0, max=npos_max - 1)
+    logits_int = torch.matmul(query, pos_emb)
+    floor, ceil = positions.detach().floor().long(), positions.detach().ceil().long()
+    weight = positions - floor
+    return logits_int.gather(-1, floor) * (1 - weight) + logits_int.gather(-1, ceil) * weight
+
+
+def position_inputs(npos_max=6, clamped=False):
+    """float64 inputs with a causal mask and a left-padded row; gates large enough to clamp when asked."""
+    query = torch.randn(2, 3, 7, 4, dtype=torch.float64, requires_grad=True)
+    gate_logits = (torch.randn(2, 3, 7, 7, dtype=torch.float64) + (3.0 if clamped else 0.0)).requires_grad_()
+    pos_emb = torch.randn(4, npos_max, dtype=torch.float64, requires_grad=True)
+    visible = torch.ones(7, 7).tril().bool().repeat(2, 1, 1, 1)
+    visible[1, :, :, :2] = False  # padding
+    return query, gate_logits, pos_emb, visible
+
+
+@pytest.mark.parametrize("clamped", [False, True])
+def test_custom_backward_matches_autograd(clamped):
+    query, gate_logits, pos_emb, visible = position_inputs(clamped=clamped)
+    expected = autograd_position_logits(query, gate_logits, pos_emb, visible)
+    got = cope_position_logits(query, gate_logits, pos_emb, visible)
+    assert torch.allclose(got, expected, atol=1e-12)
+    if clamped:  # some positions are past npos_max - 1, so the clamp's gradient is exercised
+        gates = torch.sigmoid(gate_logits.detach()) * visible
+        assert (gates.flip(-1).cumsum(-1).flip(-1) > pos_emb.size(-1) - 1).any()
+    upstream = torch.randn_like(expected)
+    grads = torch.autograd.grad((expected * upstream).sum(), (query, gate_logits, pos_emb))
+    grads_custom = torch.autograd.grad((got * upstream).sum(), (query, gate_logits, pos_emb))
+    for reference, custom in zip(grads, grads_custom):
+        assert torch.allclose(custom, reference, atol=1e-10)
+    # and against finite differences
+    inputs = (query, gate_logits, pos_emb)
+    assert torch.autograd.gradcheck(lambda q, g, e: cope_position_logits(q, g, e, visible), inputs)
 
 
 def test_zero_table_equals_nope(tiny_backbone, tokenizer):
@@ -150,3 +191,10 @@ def test_save_export_load_gives_same_logits(tiny_backbone, tokenizer, tmp_path):
     plain = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
     assert not any("cope" in k for k in plain.state_dict())
     assert not torch.allclose(plain(ids).logits, expected, atol=1e-3)
+    # the LocalCheckpoint backbone (what YAML names to train on from an export) re-attaches CoPE
+    backbone = LocalCheckpoint(str(out)).build(len(tokenizer), tokenizer.pad_token_id, None, None)
+    assert backbone.config.litforge_position["class_path"].endswith("CoPE")
+    assert torch.allclose(backbone(ids).logits, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="already has a position encoding"):  # a second `position:` would zero E
+        CoPE(npos_max=16).attach(backbone)
+
