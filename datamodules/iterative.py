@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from jsonargparse import lazy_instance
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from litforge.datamodules.arithmetic import arithmetic_questions, graded_responses
 from litforge.datamodules.preference import PreferenceDataModule
 from litforge.plugins.judges import AnswerJudge, Judge
@@ -102,6 +103,8 @@ class IterativeDataModule(PreferenceDataModule):
         return self.current if split == "train" else None
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.trainer is not None:
+            refuse_sharded_generation(self.trainer)
         # the training pairs need the model, which is built after setup: they come from train_dataloader
         self.pool = self.prompts("train")
         if not self.pool:
@@ -218,6 +221,15 @@ class IterativeDataModule(PreferenceDataModule):
         metrics["iteration/index"] = float(k)
         for logger in self.trainer.loggers:
             logger.log_metrics(metrics, step=self.trainer.global_step)
+
+
+def refuse_sharded_generation(trainer) -> None:
+    """Fail before training when the boundary's generation would hang: a sharded model (FSDP) needs every rank in
+    every forward, but each rank samples its own prompts for its own number of steps."""
+    if isinstance(trainer.strategy, (ModelParallelStrategy, FSDPStrategy)) and trainer.world_size > 1:
+        raise ValueError(f"iterative training generates at iteration boundaries, which is not supported with a "
+                         f"sharded model on {trainer.world_size} processes ({type(trainer.strategy).__name__}): "
+                         f"use DDP (configs/strategy/ddp.yaml), where each rank generates for its own prompts")
 
 
 class ArithmeticIterativeDataModule(IterativeDataModule):

@@ -168,3 +168,17 @@ def test_two_ddp_ranks_generate_disjoint_shards_and_train_on_the_same_pairs(tmp_
     assert seen[0][0]["pairs"] != seen[0][1]["pairs"]
     written = [json.loads(line) for line in iteration_paths(tmp_path, 1)[0].read_text().splitlines()]
     assert written == seen[0][1]["pairs"]
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_sharded_strategies_are_refused_before_training_when_several_ranks_would_generate(devices):
+    from lightning.pytorch.strategies import ModelParallelStrategy
+    from litforge.datamodules.iterative import refuse_sharded_generation
+
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=ModelParallelStrategy(), logger=False)
+    if devices == 1:
+        refuse_sharded_generation(trainer)  # one process: nothing to keep in step
+    else:
+        with pytest.raises(ValueError, match="configs/strategy/ddp.yaml"):
+            refuse_sharded_generation(trainer)
+    refuse_sharded_generation(L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False))
