@@ -261,6 +261,8 @@ class SelfRewardSeedDataModule(ArithmeticSFTDataModule):
 
     def __init__(self, num_eft: int = 2000, template: str = GRADE_TEMPLATE, eft_seed: int = 0, **kwargs):
         kwargs.setdefault("max_length", 128)
+        if "{response}" not in template:
+            raise ValueError(f"template: needs a {{response}} slot (and usually {{prompt}}), got {template!r}")
         super().__init__(**kwargs)
         self.num_eft, self.template, self.eft_seed = num_eft, template, eft_seed
 

@@ -105,6 +105,9 @@ class IterativeDataModule(PreferenceDataModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.trainer is not None:
             refuse_sharded_generation(self.trainer)
+        if self.num_judge_heldout and type(self).graded is IterativeDataModule.graded:
+            raise ValueError(f"num_judge_heldout: {type(self).__name__} has no graded responses to measure the "
+                             "judge's agreement on; set num_judge_heldout: 0")
         # the training pairs need the model, which is built after setup: they come from train_dataloader
         self.pool = self.prompts("train")
         if not self.pool:

@@ -20,6 +20,7 @@ from litforge.datamodules.arithmetic import (
     graded_responses,
     true_grade,
 )
+from litforge.datamodules.iterative import JSONLIterativeDataModule
 from litforge.plugins.judges.base import Judge
 from litforge.plugins.judges.llm import parse_score
 
@@ -123,3 +124,16 @@ def test_the_configs_judge_with_the_seed_s_eft_template():
     first_line = (REPO / "configs/self_reward/seed.yaml").read_text().splitlines()[0]
     assert first_line.split()[-1] == run["model"]["init_args"]["backbone"]["init_args"]["path"]  # exported there
     assert len(grade_reply([99, 99, 99], "198+99=297")) <= judge["max_new_tokens"]  # a whole reply fits
+
+
+def test_a_seed_template_without_a_response_slot_is_refused():
+    with pytest.raises(ValueError, match="response"):
+        SelfRewardSeedDataModule(template="Grade: {prompt}\n")
+
+
+def test_judge_agreement_on_a_datamodule_without_graded_responses_is_refused_at_setup(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "1+2="}\n')
+    data = JSONLIterativeDataModule(prompts_path=str(path), num_judge_heldout=10)
+    with pytest.raises(ValueError, match="num_judge_heldout"):
+        data.setup("fit")
