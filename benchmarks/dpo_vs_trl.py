@@ -35,6 +35,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 BACKBONE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 688,
             "max_position_embeddings": 512, "seed": 0}
 PROMPT, RESPONSE, BATCH = 64, 192, 8
+# litforge.runtime.keep_freed_memory, as environment variables glibc reads at start-up
+PEER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1)}
 
 
 def pairs(count: int) -> list[dict[str, str]]:
@@ -154,6 +156,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["step", "run"], choices=["step", "run"])
     parser.add_argument("--repeats", type=int, default=1, help="runs per side and mode; the fastest is reported")
     parser.add_argument("--litforge-first", action="store_true", help="run litforge before TRL (order effects)")
+    parser.add_argument("--peer-malloc", action="store_true",
+                        help="give TRL's process the malloc settings litforge applies to itself on CPU (a control)")
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -165,7 +169,8 @@ def main() -> None:
             for side in ("litforge", "trl") if args.litforge_first else ("trl", "litforge"):
                 command = [sys.executable, __file__, "--child", side, mode, "--steps", str(args.steps), "--pairs",
                            str(args.pairs), "--threads", str(args.threads)]
-                out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+                side_env = {**env, **(PEER_MALLOC if side == "trl" and args.peer_malloc else {})}
+                out = subprocess.run(command, env=side_env, capture_output=True, text=True, check=False)
                 line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
                 if not line:
                     sys.exit(f"{side} {mode} failed:\n{out.stderr[-3000:]}")

@@ -25,6 +25,7 @@ class CausalLM(LitforgeModule):
         self.val_metrics = nn.ModuleList()  # one (loss, accuracy) pair per validation set, made in setup
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         # metrics are made here, not lazily inside the (inference-mode) validation loop
         datamodule = getattr(self.trainer, "datamodule", None)
         for split in ("val", "test"):

@@ -1,38 +1,46 @@
 """The base of the preference objectives (DPO+NLL, pairwise Cringe, LIFT-DPO, iterative loops).
 
-A training step reads like the papers' algorithm box: one forward of the policy over chosen and rejected together
-(a batch of 2B rows from `PairCollator`), reference log-probs from a `ReferenceSource`, a loss from
+A training step reads like the papers' algorithm box: reference log-probs from a `ReferenceSource`, one forward of
+the policy over chosen and rejected together (a batch of 2B rows from `PairCollator`), a loss from
 `litforge.losses` (the `loss` hook a subclass implements), then metrics.
 
 Speed:
 1. The prompt is computed once for both responses (`shared_prompt`, on by default): each pair becomes one row
-   [prompt, chosen, rejected] whose 4-D attention mask hides chosen from rejected, with position ids restarting after
-   the prompt for rejected, so each response sees exactly the context it has in its own sequence. The concatenated
-   forward (2B rows, the prompt twice) remains for pairs whose prompts differ and for attention kernels that take no
-   4-D mask (flash, flex). The trade: the prompt's tokens are saved, but attention over the longer row is a full
-   masked (T x T) one, without the causal kernel's skipped half; it pays when prompts are long next to responses or
-   the model is wide (benchmarks/dpo_vs_trl.py: equal time on its tiny model at 2 threads, less memory).
+   [prompt | chosen | rejected] (`share_prompts`), position ids restarting after the prompt for rejected, so each
+   response sees exactly the context it has in its own sequence. With transformers' SDPA the attention runs as two
+   dense blocks (`pair_sdpa_attention`): prompt and chosen attend among themselves, rejected attends to the prompt
+   and to itself, and the (rejected x chosen) block is never computed. Eager attention and position plugins with
+   their own attention (CoPE) get the same layout as one 4-D mask. The concatenated forward (2B rows, the prompt
+   twice) remains for pairs whose prompts differ and for kernels that take no 4-D mask (flash, flex).
 2. The language-model head and the log-softmax run only on response positions (prompt and padding rows of the
    hidden states are dropped before the vocabulary projection), so the (tokens x vocab) logits, usually the largest
    activation of a step, exist only where a loss is taken.
-3. Reference log-probs are computed under `torch.inference_mode` (see `litforge.reference`).
+3. Reference log-probs are computed first in a step, under `torch.inference_mode` (see `litforge.reference`), so
+   their forward's memory is free again before the policy's graph is built.
+4. On CPU, `litforge.runtime.keep_freed_memory` (applied by every litforge module) keeps freed activations in the
+   process instead of mapping fresh pages every step.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from jsonargparse import lazy_instance
 from torch import nn
 from torchmetrics import MeanMetric
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
 from litforge.data import IGNORE_INDEX
 from litforge.losses import token_logprobs
 from litforge.module import LitforgeModule
 from litforge.reference import FrozenCopy, ReferenceSource
 
+PAIR_ATTENTION = "litforge_pair_sdpa"
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
 
 
@@ -118,17 +126,24 @@ class PreferenceModule(LitforgeModule):
             rows, columns = mask.nonzero(as_tuple=True)
             half = hidden.size(0) // 2
             hidden = hidden[rows, columns]  # (N, hidden): response positions only
-        else:  # B rows [prompt, chosen, rejected]; see `share_prompts`
-            dtype = model.get_input_embeddings().weight.dtype
-            additive = torch.zeros(shared["mask"].shape, dtype=dtype, device=shared["mask"].device)
-            additive.masked_fill_(~shared["mask"], torch.finfo(dtype).min)  # eager adds the mask; sdpa takes either
-            hidden = decoder(input_ids=shared["input_ids"], attention_mask=additive,
-                             position_ids=shared["position_ids"], use_cache=False).last_hidden_state  # (B, T, hidden)
+        else:  # B rows [prompt | chosen | rejected]; see `share_prompts`
+            context, extra = nullcontext(), {}
+            if uses_plain_sdpa(model):  # two dense attention blocks instead of one masked (T x T)
+                mask, context, extra["pair_blocks"] = None, pair_attention(model), PairBlocks.of(shared)
+            else:  # eager, or a position plugin's attention: one additive 4-D mask (CoPE reads it too)
+                dtype = model.get_input_embeddings().weight.dtype
+                allowed = full_pair_mask(shared)
+                mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+                mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+            with context:
+                hidden = decoder(input_ids=shared["input_ids"], attention_mask=mask,
+                                 position_ids=shared["position_ids"], use_cache=False,
+                                 **extra).last_hidden_state  # (B, T, hidden)
             mask = shared["labels"] != IGNORE_INDEX
             pairs, columns = mask.nonzero(as_tuple=True)
             targets = shared["labels"]
             half = hidden.size(0)
-            rows = pairs + half * shared["is_rejected"][pairs, columns]
+            rows = pairs + half * (shared["segment"][pairs, columns] == 2).long()
             hidden = hidden[pairs, shared["source"][pairs, columns]]
         logits = model.get_output_embeddings()(hidden)  # (N, vocab)
         targets = targets[mask]
@@ -143,10 +158,10 @@ class PreferenceModule(LitforgeModule):
 
     def step(self, batch: dict[str, Any], stage: str, key: str) -> torch.Tensor:
         """Forward, reference, loss and metrics for one batch of pairs."""
-        pair = self.pair_logprobs(self.model, batch)
         ref_chosen = ref_rejected = None
-        if self.reference is not None:
+        if self.reference is not None:  # first: its forward's memory is free again before the policy's graph exists
             ref_chosen, ref_rejected = self.reference.logprobs(self, batch, key)
+        pair = self.pair_logprobs(self.model, batch)
         loss = self.loss(pair.chosen, pair.rejected, ref_chosen, ref_rejected, pair)
         chosen_ratio = pair.chosen.detach() - (ref_chosen if ref_chosen is not None else 0)
         rejected_ratio = pair.rejected.detach() - (ref_rejected if ref_rejected is not None else 0)
@@ -182,14 +197,16 @@ class PreferenceModule(LitforgeModule):
             self.reference.load_state_dict(checkpoint["reference_source"])
 
 
-def share_prompts(batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-    """Rearrange a `PairCollator` batch (2B rows [prompt, response]) into B rows [prompt, chosen, rejected].
+def share_prompts(batch: dict[str, Any]) -> dict[str, Any] | None:
+    """Rearrange a `PairCollator` batch (2B rows [prompt, response]) into B rows [prompt | chosen | rejected].
 
-    Rejected tokens attend to the prompt and to themselves, not to chosen, and their position ids restart where the
-    prompt ends, so every response token sees the context and positions it has in its own row. Returns input_ids,
-    labels, position_ids, `is_rejected` and `source` (the position whose hidden state predicts the token at t: t - 1,
-    but the prompt's last position for the first rejected token), each (B, T), and `mask` (B, 1, T, T; True where a
-    query may attend to a key). None when the two prompts of a pair differ.
+    Each segment is padded to its longest in the batch (P, C, R), so every row has the same block layout: columns
+    [0, P) hold the prompt, [P, P + C) chosen, [P + C, P + C + R) rejected, each followed by its padding. Position ids
+    of both responses start where the pair's prompt ends, so every response token sees the positions it has in its
+    own sequence. Returns input_ids, labels, position_ids, `real` (not padding), `segment` (0 prompt, 1 chosen,
+    2 rejected) and `source` (the column whose hidden state predicts the token in column t: t - 1, but the prompt's
+    last real column for the first token of each response), each (B, T), and `split` = (P, C). None when the two
+    prompts of a pair differ.
     """
     ids, labels, lengths = batch["input_ids"], batch["labels"], batch["attention_mask"].sum(-1)
     half = ids.size(0) // 2
@@ -198,21 +215,94 @@ def share_prompts(batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
     if not torch.equal(prompt[:half], prompt[half:]) or not torch.equal(*(ids * in_prompt).chunk(2)):
         return None
     prompt = prompt[:half]
-    chosen, rejected = lengths[:half] - prompt, lengths[half:] - prompt
-    ends = torch.stack([prompt, prompt + chosen, prompt + chosen + rejected], -1)[:, :, None]  # (B, 3, 1)
-    t = torch.arange(int(ends.max()), device=ids.device)[None]  # (1, T)
-    is_rejected = (t >= ends[:, 1]).long()  # (B, T), padding included
-    column = (t - chosen[:, None] * is_rejected).clamp(max=ids.size(1) - 1)  # where token t sits in its own row
-    row = torch.arange(half, device=ids.device)[:, None] + half * is_rejected
-    padding = t >= ends[:, 2]
-    segment = (t >= ends).sum(1)  # (B, T): 0 prompt, 1 chosen, 2 rejected, 3 padding (after every real token)
-    causal = torch.ones(t.size(1), t.size(1), dtype=torch.bool, device=ids.device).tril()
-    mask = causal & ~((segment[:, :, None] == 2) & (segment[:, None, :] == 1))  # (B, query, key)
-    source = torch.where(t == ends[:, 1], prompt[:, None] - 1, t - 1)
-    return {"input_ids": ids[row, column].masked_fill(padding, 0),  # any id: padding is never attended to or scored
-            "labels": labels[row, column].masked_fill(padding | (source < 0), IGNORE_INDEX),
-            "position_ids": column.masked_fill(padding, 0), "is_rejected": is_rejected, "source": source,
-            "mask": mask[:, None]}
+    sizes = torch.stack([prompt, lengths[:half] - prompt, lengths[half:] - prompt], -1)  # (B, 3)
+    P, C, R = sizes.amax(0).tolist()  # one host sync for the whole layout
+    t = torch.arange(P + C + R, device=ids.device)
+    segment = (t >= P).long() + (t >= P + C).long()  # (T,)
+    offset = t - torch.tensor([0, P, P + C], device=ids.device)[segment]  # index within its segment
+    real = offset < sizes[:, segment]  # (B, T)
+    column = (offset + prompt[:, None] * (segment > 0)).clamp(max=ids.size(1) - 1)  # where the token sits in its row
+    row = torch.arange(half, device=ids.device)[:, None] + half * (segment == 2)
+    source = torch.where((offset == 0) & (segment > 0), prompt[:, None] - 1, t - 1)
+    return {"input_ids": ids[row, column].masked_fill(~real, 0),  # any id: padding is never attended to or scored
+            "labels": labels[row, column].masked_fill(~real | (source < 0), IGNORE_INDEX),
+            "position_ids": column.masked_fill(~real, 0), "real": real, "segment": segment.expand_as(real),
+            "source": source, "split": (P, C)}
+
+
+def full_pair_mask(shared: dict[str, Any]) -> torch.Tensor:
+    """The (B, 1, T, T) mask of a shared layout, True where a query may attend to a key: causal, real keys only,
+    and rejected never sees chosen. No row is empty: every query sees at least its own prompt."""
+    real, segment = shared["real"], shared["segment"]
+    causal = torch.ones(real.size(1), real.size(1), dtype=torch.bool, device=real.device).tril()
+    return (causal & real[:, None, :] & ~((segment[:, :, None] == 2) & (segment[:, None, :] == 1)))[:, None]
+
+
+@dataclass
+class PairBlocks:
+    """The two dense blocks of a shared layout's attention, for `pair_sdpa_attention`.
+
+    Queries [0, P + C) (prompt and chosen) attend to keys [0, P + C) under `first` (B, 1, P+C, P+C); queries
+    [P + C, T) (rejected) attend to the keys [0, P) + [P + C, T) under `second` (B, 1, R, P+R). Together they
+    cover (P+C)^2 + R(P+R) score entries instead of the full T^2 of one masked attention, and skip the
+    (rejected x chosen) block entirely.
+    """
+
+    prompt: int
+    split: int
+    first: torch.Tensor
+    second: torch.Tensor
+
+    @classmethod
+    def of(cls, shared: dict[str, Any]) -> PairBlocks:
+        real, (P, C) = shared["real"], shared["split"]
+        split, R = P + C, real.size(1) - P - C
+        causal = torch.ones(split, split, dtype=torch.bool, device=real.device).tril()
+        first = causal & real[:, None, :split]
+        keys = torch.cat([real[:, :P], real[:, split:]], 1)  # (B, P + R)
+        query, key = torch.arange(R, device=real.device)[:, None], torch.arange(P + R, device=real.device)
+        second = ((key < P) | (key - P <= query)) & keys[:, None, :]
+        return cls(P, split, first[:, None], second[:, None])
+
+
+def pair_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                        pair_blocks: PairBlocks | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """An `AttentionInterface` function: SDPA in two blocks for shared-prompt rows, plain SDPA otherwise."""
+    if pair_blocks is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    groups = query.size(1) // key.size(1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    P, split = pair_blocks.prompt, pair_blocks.split
+    first = F.scaled_dot_product_attention(query[:, :, :split], key[:, :, :split], value[:, :, :split],
+                                           attn_mask=pair_blocks.first, dropout_p=dropout, scale=scaling)
+    second = F.scaled_dot_product_attention(query[:, :, split:], torch.cat([key[:, :, :P], key[:, :, split:]], 2),
+                                            torch.cat([value[:, :, :P], value[:, :, split:]], 2),
+                                            attn_mask=pair_blocks.second, dropout_p=dropout, scale=scaling)
+    return torch.cat([first, second], 2).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(PAIR_ATTENTION, pair_sdpa_attention)  # selected per forward by `pair_attention`
+
+
+@contextmanager
+def pair_attention(model: nn.Module):
+    """Within the block, `model`'s attention layers run `pair_sdpa_attention` (the config field they read)."""
+    config = model.get_decoder().config
+    previous = config._attn_implementation_internal
+    config._attn_implementation_internal = PAIR_ATTENTION  # the private field: no sub-configs to propagate to
+    try:
+        yield
+    finally:
+        config._attn_implementation_internal = previous
+
+
+def uses_plain_sdpa(model: nn.Module) -> bool:
+    """Whether the two-block path fits: transformers' own SDPA (no position plugin's attention), and no activation
+    checkpointing (its recomputation runs in the backward, outside `pair_attention`, and would pick plain SDPA)."""
+    checkpointing = any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
+    return getattr(model.get_decoder().config, "_attn_implementation", None) == "sdpa" and not checkpointing
 
 
 def accepts_4d_mask(model: nn.Module) -> bool:

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from litforge.backbones import Backbone, TinyModel
 from litforge.checkpoint import checkpoint_metadata
 from litforge.plugins.position.base import PositionEncoding
+from litforge.runtime import keep_freed_memory
 from litforge.tokenizer import byte_level_tokenizer
 
 
@@ -67,6 +68,10 @@ class LitforgeModule(L.LightningModule):
                 if type(module).__name__ in blocks:
                     fully_shard(module, mesh=mesh)
             fully_shard(self.model, mesh=mesh)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer.strategy.root_device.type == "cpu":
+            keep_freed_memory()  # reuse freed activations instead of new zeroed pages each step (litforge.runtime)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of shape (batch, T, vocab)."""

@@ -11,8 +11,10 @@ import torch
 from litforge.cli import run_lightning
 from litforge.datamodules import ArithmeticPreferenceDataModule
 from litforge.lightning_modules import DPONLL, PairwiseCringe
-from litforge.lightning_modules.preference import share_prompts
+from litforge.data import IGNORE_INDEX
+from litforge.lightning_modules.preference import PairBlocks, full_pair_mask, pair_sdpa_attention, share_prompts
 from litforge.losses import sequence_logprobs
+from litforge.plugins.position import Absolute, CoPE
 from litforge.reference import AdaptersDisabled, PrecomputedReference
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,10 +50,16 @@ def test_concatenated_forward_equals_separate_forwards(tiny_backbone):
             assert tokens == count[0]
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "cope", "absolute"])
 def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attention):
-    tiny_backbone.attn_implementation = attention
-    module, data = make(backbone=tiny_backbone)
+    """sdpa takes the two-block path; eager and CoPE read the full 4-D mask; Absolute reads the position ids."""
+    position = {"cope": CoPE(npos_max=16), "absolute": Absolute()}.get(attention)
+    if position is None:
+        tiny_backbone.attn_implementation = attention
+    module, data = make(backbone=tiny_backbone, position=position)
+    if attention == "cope":  # a trained-looking table, so positions matter
+        for layer in module.model.model.layers:
+            torch.nn.init.normal_(layer.self_attn.cope.pos_emb, std=1.0)
     raw = [("1+1=", "2", "three"), ("What is 12 + 30?", "42 it is", "24"), ("x", "a longer answer", "b"),
            ("Say hi.", "hi", "hello there")]  # prompts and responses of unequal lengths: padding in both layouts
     samples = [data.encode_pair({"prompt": p, "chosen": c, "rejected": r}) for p, c, r in raw]
@@ -68,6 +76,67 @@ def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attent
     order = lambda pair: torch.argsort(pair.rows * 10_000 + torch.arange(len(pair.rows)))  # noqa: E731
     assert torch.equal(shared.targets[order(shared)], plain.targets[order(plain)])
     assert torch.allclose(shared.logits[order(shared)], plain.logits[order(plain)], atol=1e-5)
+
+
+def hand_made_pairs() -> dict:
+    """Pair 0: prompt [1, 2], chosen [11, 12, 13], rejected [21, 22]; pair 1: prompt [3, 4, 5], chosen [14],
+    rejected [23, 24, 25]; as `PairCollator` lays them out (chosen rows, then rejected rows; pad id 0)."""
+    x = IGNORE_INDEX
+    rows = [([1, 2, 11, 12, 13], [x, x, 11, 12, 13]), ([3, 4, 5, 14], [x, x, x, 14]),
+            ([1, 2, 21, 22], [x, x, 21, 22]), ([3, 4, 5, 23, 24, 25], [x, x, x, 23, 24, 25])]
+    return {"input_ids": torch.tensor([ids + [0] * (6 - len(ids)) for ids, _ in rows]),
+            "labels": torch.tensor([labels + [x] * (6 - len(labels)) for _, labels in rows]),
+            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (6 - len(ids)) for ids, _ in rows])}
+
+
+def test_shared_layout_by_hand():
+    shared = share_prompts(hand_made_pairs())  # segments padded to P = C = R = 3
+    x = IGNORE_INDEX
+    assert shared["split"] == (3, 3)
+    assert shared["input_ids"].tolist() == [[1, 2, 0, 11, 12, 13, 21, 22, 0], [3, 4, 5, 14, 0, 0, 23, 24, 25]]
+    assert shared["position_ids"].tolist() == [[0, 1, 0, 2, 3, 4, 2, 3, 0], [0, 1, 2, 3, 0, 0, 3, 4, 5]]
+    assert shared["labels"].tolist() == [[x, x, x, 11, 12, 13, 21, 22, x], [x, x, x, 14, x, x, 23, 24, 25]]
+    # the hidden state that predicts each token: the prompt's last real one for each response's first token
+    assert shared["source"][0, 3:8].tolist() == [1, 3, 4, 1, 6]
+    assert shared["source"][1, [3, 6, 7, 8]].tolist() == [2, 2, 6, 7]
+    mask = full_pair_mask(shared)[0, 0].int()
+    assert mask[7].tolist() == [1, 1, 0, 0, 0, 0, 1, 1, 0]  # rejected sees its prompt and itself, not chosen
+    assert mask[5].tolist() == [1, 1, 0, 1, 1, 1, 0, 0, 0]  # chosen sees its prompt (not the pad) and itself
+    assert bool(full_pair_mask(shared).any(-1).all())  # no query is left without a key
+
+
+def test_two_block_attention_equals_one_masked_attention():
+    """The sdpa path's two dense blocks give the full masked attention's output and gradients."""
+    shared = share_prompts(hand_made_pairs())
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 9, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    blocks, _ = pair_sdpa_attention(None, q, k, v, None, pair_blocks=PairBlocks.of(shared))
+    full = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=full_pair_mask(shared))
+    full = full.transpose(1, 2)  # the interface's (B, T, heads, dim)
+    real = shared["real"]
+    assert torch.allclose(blocks[real], full[real], atol=1e-12)
+    weights = torch.randn(full.shape, generator=generator, dtype=torch.float64) * real[:, :, None, None]
+    got = torch.autograd.grad((blocks * weights).sum(), (q, k, v))
+    expected = torch.autograd.grad((full * weights).sum(), (q, k, v))
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_shared_prompt_gradients_equal_concatenated_gradients(tiny_backbone, checkpointing):
+    module, data = make(backbone=tiny_backbone, gradient_checkpointing=checkpointing)
+    batch = data.collate(data.splits["train"][:4])
+    grads = []
+    for shared in (True, False):
+        module.shared_prompt = shared
+        module.model.zero_grad()
+        out = module.pair_logprobs(module.model, batch)
+        (out.chosen.sum() - 2 * out.rejected.sum()).backward()
+        grads.append([p.grad.clone() for p in module.model.parameters()])
+    assert module.model.config._attn_implementation == "sdpa"  # the two-block attention was selected only inside
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_pairs_with_different_prompts_fall_back_to_the_concatenated_forward(tiny_backbone):
