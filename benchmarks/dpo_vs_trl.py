@@ -11,7 +11,8 @@ process with the same number of threads:
       precompute pass and the data preparation counted, from trainer construction to the end of training.
 Peak memory is the process's maximum resident set size after training, minus the same before building the trainer.
 With --repeats the sides alternate and each reports its fastest run and its lowest peak memory (a shared machine
-only ever slows a run down). The modes run in the order given; by default (b) comes last, its ratio the last line.
+only ever slows a run down). litforge keeps freed memory in its process on CPU (`litforge.runtime`); --peer-malloc
+gives TRL's process the same glibc setting, as a control. The modes run in the order given; by default (b) comes last, its ratio the last line.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM
 
 from litforge.backbones import LocalCheckpoint, TinyModel
 from litforge.merge import save_directory
+from litforge.runtime import keep_freed_memory
 
 WARMUP = 5
 
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
+    keep_freed_memory()  # what litforge's fit applies on CPU, here for the bare loops as well
     data = MixedDomainDataModule(num_train=1500, num_val=5, max_length=128, batch_size=16)
     data.setup("fit")
     tok = data.tokenizer
