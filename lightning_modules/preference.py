@@ -23,7 +23,8 @@ Speed:
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,18 +128,22 @@ class PreferenceModule(LitforgeModule):
             half = hidden.size(0) // 2
             hidden = hidden[rows, columns]  # (N, hidden): response positions only
         else:  # B rows [prompt | chosen | rejected]; see `share_prompts`
-            context, extra = nullcontext(), {}
+            hidden = None
             if uses_plain_sdpa(model):  # two dense attention blocks instead of one masked (T x T)
-                mask, context, extra["pair_blocks"] = None, pair_attention(model), PairBlocks.of(shared)
-            else:  # eager, or a position plugin's attention: one additive 4-D mask (CoPE reads it too)
+                blocks = PairBlocks.of(shared)
+                with pair_attention(model):
+                    hidden = decoder(input_ids=shared["input_ids"], position_ids=shared["position_ids"],
+                                     use_cache=False, pair_blocks=blocks).last_hidden_state  # (B, T, hidden)
+                if blocks.calls == 0:  # a wrapper whose attention reads another config: plain causal, wrong here
+                    warnings.warn(f"{type(model).__name__}: the two-block attention was not reached; using a 4-D mask")
+                    hidden = None
+            if hidden is None:  # eager, or a position plugin's attention: one additive 4-D mask (CoPE reads it too)
                 dtype = model.get_input_embeddings().weight.dtype
                 allowed = full_pair_mask(shared)
                 mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
                 mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-            with context:
                 hidden = decoder(input_ids=shared["input_ids"], attention_mask=mask,
-                                 position_ids=shared["position_ids"], use_cache=False,
-                                 **extra).last_hidden_state  # (B, T, hidden)
+                                 position_ids=shared["position_ids"], use_cache=False).last_hidden_state
             mask = shared["labels"] != IGNORE_INDEX
             pairs, columns = mask.nonzero(as_tuple=True)
             targets = shared["labels"]
@@ -252,6 +257,7 @@ class PairBlocks:
     split: int
     first: torch.Tensor
     second: torch.Tensor
+    calls: int = 0  # layers that ran the two blocks (0 after a forward: the model's attention never read them)
 
     @classmethod
     def of(cls, shared: dict[str, Any]) -> PairBlocks:
@@ -272,6 +278,7 @@ def pair_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
     if pair_blocks is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    pair_blocks.calls += 1
     groups = query.size(1) // key.size(1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     P, split = pair_blocks.prompt, pair_blocks.split

@@ -1,6 +1,7 @@
 """Preference modules: the concatenated forward, reference sources, re-anchoring, training and the CLI."""
 
 import math
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -50,13 +51,15 @@ def test_concatenated_forward_equals_separate_forwards(tiny_backbone):
             assert tokens == count[0]
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager", "cope", "absolute"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "cope", "absolute", "lora"])
 def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attention):
-    """sdpa takes the two-block path; eager and CoPE read the full 4-D mask; Absolute reads the position ids."""
+    """sdpa (also under a LoRA wrapper) takes the two-block path; eager and CoPE read the full 4-D mask; Absolute
+    reads the position ids."""
     position = {"cope": CoPE(npos_max=16), "absolute": Absolute()}.get(attention)
-    if position is None:
+    if attention in ("sdpa", "eager"):
         tiny_backbone.attn_implementation = attention
-    module, data = make(backbone=tiny_backbone, position=position)
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]} if attention == "lora" else None
+    module, data = make(backbone=tiny_backbone, position=position, lora=lora)
     if attention == "cope":  # a trained-looking table, so positions matter
         for layer in module.model.model.layers:
             torch.nn.init.normal_(layer.self_attn.cope.pos_emb, std=1.0)
@@ -137,6 +140,19 @@ def test_shared_prompt_gradients_equal_concatenated_gradients(tiny_backbone, che
     assert module.model.config._attn_implementation == "sdpa"  # the two-block attention was selected only inside
     for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_two_block_path_falls_back_to_the_mask_when_attention_never_reads_it(tiny_backbone, monkeypatch):
+    module, data = make(backbone=tiny_backbone)
+    batch = data.collate(data.splits["train"][:4])
+    expected = module.pair_logprobs(module.model, batch)
+    assert module.model.config._attn_implementation == "sdpa"
+    # a model whose attention layers read a config the context manager does not switch
+    monkeypatch.setattr("litforge.lightning_modules.preference.pair_attention", lambda model: nullcontext())
+    with pytest.warns(UserWarning, match="two-block attention was not reached"):
+        got = module.pair_logprobs(module.model, batch)
+    assert torch.allclose(got.chosen, expected.chosen, atol=1e-5) and torch.allclose(got.rejected, expected.rejected,
+                                                                                         atol=1e-5)
 
 
 def test_pairs_with_different_prompts_fall_back_to_the_concatenated_forward(tiny_backbone):
