@@ -12,8 +12,7 @@ import torch
 from litforge.cli import run_lightning
 from litforge.datamodules import ArithmeticPreferenceDataModule
 from litforge.lightning_modules import DPONLL, PairwiseCringe
-from litforge.data import IGNORE_INDEX
-from litforge.lightning_modules.preference import PairBlocks, full_pair_mask, pair_sdpa_attention, share_prompts
+from litforge.shared_prompt import share_prompts
 from litforge.losses import sequence_logprobs
 from litforge.plugins.position import Absolute, CoPE
 from litforge.reference import AdaptersDisabled, PrecomputedReference
@@ -81,51 +80,6 @@ def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attent
     assert torch.allclose(shared.logits[order(shared)], plain.logits[order(plain)], atol=1e-5)
 
 
-def hand_made_pairs() -> dict:
-    """Pair 0: prompt [1, 2], chosen [11, 12, 13], rejected [21, 22]; pair 1: prompt [3, 4, 5], chosen [14],
-    rejected [23, 24, 25]; as `PairCollator` lays them out (chosen rows, then rejected rows; pad id 0)."""
-    x = IGNORE_INDEX
-    rows = [([1, 2, 11, 12, 13], [x, x, 11, 12, 13]), ([3, 4, 5, 14], [x, x, x, 14]),
-            ([1, 2, 21, 22], [x, x, 21, 22]), ([3, 4, 5, 23, 24, 25], [x, x, x, 23, 24, 25])]
-    return {"input_ids": torch.tensor([ids + [0] * (6 - len(ids)) for ids, _ in rows]),
-            "labels": torch.tensor([labels + [x] * (6 - len(labels)) for _, labels in rows]),
-            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (6 - len(ids)) for ids, _ in rows])}
-
-
-def test_shared_layout_by_hand():
-    shared = share_prompts(hand_made_pairs())  # segments padded to P = C = R = 3
-    x = IGNORE_INDEX
-    assert shared["split"] == (3, 3)
-    assert shared["input_ids"].tolist() == [[1, 2, 0, 11, 12, 13, 21, 22, 0], [3, 4, 5, 14, 0, 0, 23, 24, 25]]
-    assert shared["position_ids"].tolist() == [[0, 1, 0, 2, 3, 4, 2, 3, 0], [0, 1, 2, 3, 0, 0, 3, 4, 5]]
-    assert shared["labels"].tolist() == [[x, x, x, 11, 12, 13, 21, 22, x], [x, x, x, 14, x, x, 23, 24, 25]]
-    # the hidden state that predicts each token: the prompt's last real one for each response's first token
-    assert shared["source"][0, 3:8].tolist() == [1, 3, 4, 1, 6]
-    assert shared["source"][1, [3, 6, 7, 8]].tolist() == [2, 2, 6, 7]
-    mask = full_pair_mask(shared)[0, 0].int()
-    assert mask[7].tolist() == [1, 1, 0, 0, 0, 0, 1, 1, 0]  # rejected sees its prompt and itself, not chosen
-    assert mask[5].tolist() == [1, 1, 0, 1, 1, 1, 0, 0, 0]  # chosen sees its prompt (not the pad) and itself
-    assert bool(full_pair_mask(shared).any(-1).all())  # no query is left without a key
-
-
-def test_two_block_attention_equals_one_masked_attention():
-    """The sdpa path's two dense blocks give the full masked attention's output and gradients."""
-    shared = share_prompts(hand_made_pairs())
-    generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 2, 9, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-               for _ in range(3))
-    blocks, _ = pair_sdpa_attention(None, q, k, v, None, pair_blocks=PairBlocks.of(shared))
-    full = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=full_pair_mask(shared))
-    full = full.transpose(1, 2)  # the interface's (B, T, heads, dim)
-    real = shared["real"]
-    assert torch.allclose(blocks[real], full[real], atol=1e-12)
-    weights = torch.randn(full.shape, generator=generator, dtype=torch.float64) * real[:, :, None, None]
-    got = torch.autograd.grad((blocks * weights).sum(), (q, k, v))
-    expected = torch.autograd.grad((full * weights).sum(), (q, k, v))
-    for a, b in zip(got, expected):
-        assert torch.allclose(a, b, atol=1e-12)
-
-
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_shared_prompt_gradients_equal_concatenated_gradients(tiny_backbone, checkpointing):
     module, data = make(backbone=tiny_backbone, gradient_checkpointing=checkpointing)
@@ -148,7 +102,7 @@ def test_two_block_path_falls_back_to_the_mask_when_attention_never_reads_it(tin
     expected = module.pair_logprobs(module.model, batch)
     assert module.model.config._attn_implementation == "sdpa"
     # a model whose attention layers read a config the context manager does not switch
-    monkeypatch.setattr("litforge.lightning_modules.preference.pair_attention", lambda model: nullcontext())
+    monkeypatch.setattr("litforge.shared_prompt.pair_attention", lambda model: nullcontext())
     with pytest.warns(UserWarning, match="two-block attention was not reached"):
         got = module.pair_logprobs(module.model, batch)
     assert torch.allclose(got.chosen, expected.chosen, atol=1e-5) and torch.allclose(got.rejected, expected.rejected,
