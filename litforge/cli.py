@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from litforge.data import DataError
+from litforge.runtime import malloc_choice
 
 
 class LoggedConfigCallback(SaveConfigCallback):
@@ -111,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `litforge` console script."""
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        malloc_choice()  # a misspelt LITFORGE_MALLOC stops here, before anything is built
+    except ValueError as error:
+        print(f"litforge: error: {error}", file=sys.stderr)
+        sys.exit(2)
     try:
         if argv and argv[0] in COMMANDS:
             COMMANDS[argv[0]](argv[1:])

@@ -1,7 +1,7 @@
 """Process-level settings for training on CPU.
 
 `keep_freed_memory` is applied by `LitforgeModule.setup` when the trainer runs on CPU. Set the environment variable
-`LITFORGE_MALLOC=system` to keep the C library's defaults.
+`LITFORGE_MALLOC=system` to keep the C library's defaults (`keep`, the default, applies the setting).
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap, so their page
 TRIM_THRESHOLD = (1 << 31) - 1  # never give the heap's free top back to the kernel
 
 _applied: bool | None = None
+
+
+def malloc_choice() -> str:
+    """`LITFORGE_MALLOC`: "keep" (the default) or "system"; any other value raises ValueError."""
+    choice = os.environ.get("LITFORGE_MALLOC", "").strip().lower() or "keep"
+    if choice not in ("keep", "system"):
+        raise ValueError(f"environment variable LITFORGE_MALLOC={os.environ['LITFORGE_MALLOC']!r}: expected 'keep' "
+                         "(the default: reuse freed memory) or 'system' (glibc's own settings)")
+    return choice
 
 
 def keep_freed_memory() -> bool:
@@ -32,8 +41,9 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied is not None:
         return _applied
+    choice = malloc_choice()
     _applied = False
-    if os.environ.get("LITFORGE_MALLOC", "").lower() == "system" or not sys.platform.startswith("linux"):
+    if choice == "system" or not sys.platform.startswith("linux"):
         return _applied
     try:
         libc = ctypes.CDLL(None)

@@ -3,8 +3,11 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 # a small MLP's forward and backward: the same ~200 MB of activations allocated and freed every step
 STEPS = """
@@ -56,3 +59,18 @@ def test_freed_activations_are_reused_without_page_faults():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_a_cpu_fit_applies_the_setting():
     assert run(FIT, LITFORGE_MALLOC="") == ["True"]
+
+
+def test_a_misspelt_choice_is_refused(tmp_path):
+    """By `litforge fit` before anything is built (exit 2, one line), and by the function itself."""
+    env = {**os.environ, "LITFORGE_MALLOC": "sytem"}
+    out = subprocess.run([sys.executable, "-m", "litforge.cli", "fit", "--config", str(REPO / "configs/quickstart.yaml")],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == ("litforge: error: environment variable LITFORGE_MALLOC='sytem': "
+                                                   "expected 'keep' (the default: reuse freed memory) or 'system' "
+                                                   "(glibc's own settings)")
+    assert not (tmp_path / "runs").exists()  # nothing written
+    out = subprocess.run([sys.executable, "-c", "from litforge import runtime; runtime.keep_freed_memory()"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "ValueError: environment variable LITFORGE_MALLOC='sytem'" in out.stderr
