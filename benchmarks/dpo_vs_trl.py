@@ -33,11 +33,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from litforge.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD  # noqa: E402 (ctypes only: the children stay light)
+
 BACKBONE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 688,
             "max_position_embeddings": 512, "seed": 0}
 PROMPT, RESPONSE, BATCH = 64, 192, 8
 # litforge.runtime.keep_freed_memory, as environment variables glibc reads at start-up
-PEER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1)}
+PEER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
 def pairs(count: int) -> list[dict[str, str]]:
