@@ -3,16 +3,19 @@
     python benchmarks/dpo_vs_trl.py [--steps 6] [--pairs 32] [--threads 2] [--repeats 3]
 
 Needs `pip install trl` (a benchmark-only extra). Both sides train the same tiny Llama (random init from one config,
-fp32, gradient checkpointing off) with AdamW, gradient clipping 1.0, beta 0.1 and sigmoid DPO, on the same 8 pairs a
-step of prompt 64 + response 192 tokens (byte tokenizer; random letters, so lengths are exact), each in its own
-process with the same number of threads:
+fp32, gradient checkpointing off) with AdamW as TRL sets it by default (torch's fused AdamW, no weight decay), gradient
+clipping 1.0, beta 0.1 and sigmoid DPO, on the same 8 pairs a step of prompt 64 + response 192 tokens (byte
+tokenizer; random letters, so lengths are exact), each in its own process with the same number of threads:
   (a) per optimizer step, reference = frozen copy of the model (after 2 warm-up steps);
   (b) a whole 2-epoch run with precomputed reference log-probs (TRL: precompute_ref_log_probs=True), the
       precompute pass and the data preparation counted, from trainer construction to the end of training.
 Peak memory is the process's maximum resident set size after training, minus the same before building the trainer.
 With --repeats the sides alternate and each reports its fastest run and its lowest peak memory (a shared machine
-only ever slows a run down). litforge keeps freed memory in its process on CPU (`litforge.runtime`); --peer-malloc
-gives TRL's process the same glibc setting, as a control. The modes run in the order given; by default (b) comes last, its ratio the last line.
+only ever slows a run down). Before the ratios come each side's matrix multiplies alone (`gemm_floor`, timed before
+and after the runs, the lower kept): the seconds its model's products take as bare `torch.mm` calls at the same
+thread count, and their share of the side's best measured time.
+litforge keeps freed memory in its process on CPU (`litforge.runtime`); --peer-malloc gives TRL's process the same
+glibc setting, as a control. The modes run in the order given; by default (b) comes last, its ratio the last line.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def run_litforge(mode: str, count: int, steps: int, root: str) -> dict:
     data = Pairs(max_length=PROMPT + RESPONSE, batch_size=BATCH)
     reference = FrozenCopy() if mode == "step" else PrecomputedReference(os.path.join(root, "ref"))
     module = DPONLL(backbone=TinyModel(**BACKBONE), tokenizer=data.tokenizer, beta=0.1, alpha=0.0,
-                    reference=reference, optimizer=partial(torch.optim.AdamW, lr=1e-5))
+                    reference=reference, optimizer=partial(torch.optim.AdamW, lr=1e-5, weight_decay=0.0, fused=True))
     clock = Clock()
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, gradient_clip_val=1.0,
@@ -166,6 +169,7 @@ def main() -> None:
     if args.child:
         return child(*args.child, args.pairs, args.steps, args.threads)
     results: dict[tuple[str, str], list[dict]] = {}
+    floors = [gemm_floor(args.threads, args.pairs)]  # again at the end: the lower of the two, like the runs' best
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for mode in args.modes:
         for _ in range(args.repeats):  # alternate the sides, so slow spells of a shared machine hit both
@@ -181,12 +185,59 @@ def main() -> None:
                 print(f"{side:9s} ({mode}): {results[side, mode][-1]}", flush=True)
     labels = {"step": "(a) per optimizer step, frozen reference",
               "run": f"(b) 2-epoch run of {args.pairs} pairs, precomputed reference"}
+    floors.append(gemm_floor(args.threads, args.pairs))
+    floor = {key: min(f[key] for f in floors) for key in floors[0]}
+    for mode in args.modes:
+        trl, ours = best(results["trl", mode]), best(results["litforge", mode])
+        spans = {side: (BATCH if mode == "step" else 2 * args.pairs) / run["pairs_per_s"]
+                 for side, run in (("litforge", ours), ("trl", trl))}
+        print(f"{labels[mode]}, matrix multiplies alone: litforge {floor['litforge', mode]:.2f} s "
+              f"({floor['litforge', mode] / spans['litforge']:.0%} of its measured {spans['litforge']:.2f} s), "
+              f"TRL {floor['trl', mode]:.2f} s ({floor['trl', mode] / spans['trl']:.0%} of {spans['trl']:.2f} s)")
     for mode in args.modes:  # "run" last: the ratio of (b) is the final line
         trl, ours = best(results["trl", mode]), best(results["litforge", mode])
         print(f"{labels[mode]}: litforge {ours['pairs_per_s']:.2f} pairs/s, TRL {trl['pairs_per_s']:.2f} pairs/s, "
               f"peak RSS growth {ours['peak_rss_delta_mb']:.0f} MB vs {trl['peak_rss_delta_mb']:.0f} MB, "
               f"CPU s/pair {ours['cpu_s_per_pair']:.3f} vs {trl['cpu_s_per_pair']:.3f}, "
               f"ratio {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}x")
+
+
+def gemm_floor(threads: int, pairs_count: int, rounds: int = 30) -> dict[tuple[str, str], float]:
+    """Seconds that each side's matrix multiplies alone take, per mode: (a) one step, (b) the whole run.
+
+    Each side's linear layers, at its own token count, timed as bare `torch.mm` calls of the same shapes (forward,
+    input gradient, weight gradient; the reference and the precompute pass forward only). litforge runs B rows of
+    prompt + chosen + rejected and the lm_head at response positions; TRL runs 2B rows of prompt + response and the
+    lm_head at every position (its `fused_lm_head`). Attention, norms, activations and the optimizer are left out, so
+    a side's measured time can approach its floor but never reach it.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    hidden, inner, layers = BACKBONE["hidden_size"], BACKBONE["intermediate_size"], BACKBONE["num_hidden_layers"]
+    vocab = 259  # the byte tokenizer
+    body = [(hidden, hidden)] * 4 + [(hidden, inner)] * 2 + [(inner, hidden)]  # q, k, v, o, gate, up, down
+
+    def shapes(tokens: int, head_tokens: int) -> tuple[list, list]:
+        """(forward, backward) (m, k, n) products of one batch: input gradient and weight gradient per layer."""
+        forward = [(tokens, i, o) for i, o in body] * layers + [(head_tokens, hidden, vocab)]
+        return forward, [shape for m, i, o in forward for shape in ((m, o, i), (o, m, i))]
+
+    batch = {"litforge": shapes(BATCH * (PROMPT + 2 * RESPONSE), BATCH * 2 * RESPONSE),
+             "trl": shapes(2 * BATCH * (PROMPT + RESPONSE), 2 * BATCH * (PROMPT + RESPONSE))}
+    distinct = {shape for forward, backward in batch.values() for shape in forward + backward}
+    operands = {(m, k, n): (torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)) for m, k, n in distinct}
+    seconds = dict.fromkeys(distinct, float("inf"))
+    for _ in range(rounds):  # rounds over every shape, so a slow spell of the machine hits both sides alike
+        for shape, (a, b, out) in operands.items():
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            seconds[shape] = min(seconds[shape], time.perf_counter() - start)
+    sides = {side: (sum(map(seconds.get, forward)), sum(map(seconds.get, forward + backward)))
+             for side, (forward, backward) in batch.items()}
+    batches = pairs_count // BATCH
+    return {**{(side, "step"): f + fb for side, (f, fb) in sides.items()},
+            **{(side, "run"): batches * f + 2 * batches * fb for side, (f, fb) in sides.items()}}
 
 
 def best(runs: list[dict]) -> dict:
