@@ -11,7 +11,7 @@ tokenizer; random letters, so lengths are exact), each in its own process with t
       precompute pass and the data preparation counted, from trainer construction to the end of training.
 Peak memory is the process's maximum resident set size after training, minus the same before building the trainer.
 With --repeats the sides alternate and each reports its fastest run and its lowest peak memory (a shared machine
-only ever slows a run down). Before the ratios come each side's matrix multiplies alone (`gemm_floor`, timed before
+only ever slows a run down); the ratios of the back-to-back pairs of runs and their median show the spread. Before the ratios come each side's matrix multiplies alone (`gemm_floor`, timed before
 and after the runs, the lower kept): the seconds its model's products take as bare `torch.mm` calls at the same
 thread count, and their share of the side's best measured time.
 litforge keeps freed memory in its process on CPU (`litforge.runtime`); --peer-malloc gives TRL's process the same
@@ -26,6 +26,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import string
 import subprocess
 import sys
@@ -166,6 +167,11 @@ def main() -> None:
                         help="give TRL's process the malloc settings litforge applies to itself on CPU (a control)")
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("steps", "threads", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.pairs < BATCH or args.pairs % BATCH:
+        parser.error(f"--pairs must be a positive multiple of the batch size {BATCH}, got {args.pairs}")
     if args.child:
         return child(*args.child, args.pairs, args.steps, args.threads)
     results: dict[tuple[str, str], list[dict]] = {}
@@ -198,8 +204,17 @@ def main() -> None:
         trl, ours = best(results["trl", mode]), best(results["litforge", mode])
         print(f"{labels[mode]}: litforge {ours['pairs_per_s']:.2f} pairs/s, TRL {trl['pairs_per_s']:.2f} pairs/s, "
               f"peak RSS growth {ours['peak_rss_delta_mb']:.0f} MB vs {trl['peak_rss_delta_mb']:.0f} MB, "
-              f"CPU s/pair {ours['cpu_s_per_pair']:.3f} vs {trl['cpu_s_per_pair']:.3f}, "
-              f"ratio {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}x")
+              f"CPU s/pair {ours['cpu_s_per_pair']:.3f} vs {trl['cpu_s_per_pair']:.3f}"
+              + paired(results["litforge", mode], results["trl", mode])
+              + f", ratio {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}x")
+
+
+def paired(ours: list[dict], peer: list[dict]) -> str:
+    """With repeats, the ratio of each pair of back-to-back runs and their median: a spread the best-of ratio hides."""
+    if len(ours) < 2:
+        return ""
+    ratios = sorted(a["pairs_per_s"] / b["pairs_per_s"] for a, b in zip(ours, peer))
+    return f", back-to-back runs {' '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})"
 
 
 def gemm_floor(threads: int, pairs_count: int, rounds: int = 30) -> dict[tuple[str, str], float]:
