@@ -11,11 +11,12 @@ tokenizer; random letters, so lengths are exact), each in its own process with t
       precompute pass and the data preparation counted, from trainer construction to the end of training.
 Peak memory is the process's maximum resident set size after training, minus the same before building the trainer.
 With --repeats the sides alternate and each reports its fastest run and its lowest peak memory (a shared machine
-only ever slows a run down); the ratios of the back-to-back pairs of runs and their median show the spread. Before the ratios come each side's matrix multiplies alone (`gemm_floor`, timed before
-and after the runs, the lower kept): the seconds its model's products take as bare `torch.mm` calls at the same
-thread count, and their share of the side's best measured time.
-litforge keeps freed memory in its process on CPU (`litforge.runtime`); --peer-malloc gives TRL's process the same
-glibc setting, as a control. The modes run in the order given; by default (b) comes last, its ratio the last line.
+only ever slows a run down); the ratios of the back-to-back pairs of runs and their median show the spread. Before
+the ratios come each side's matrix multiplies alone (`gemm_floor`, timed before and after the runs, the lower kept):
+the seconds its model's products take as bare `torch.mm` calls at the same thread count, and their share of the
+side's best measured time. litforge keeps freed memory in its process on CPU (`litforge.runtime`); --peer-malloc
+gives TRL's process the same glibc setting, as a control. The modes run in the order given; by default (b) comes
+last, its ratio the last line.
 """
 
 from __future__ import annotations
@@ -222,26 +223,26 @@ def gemm_floor(threads: int, pairs_count: int, rounds: int = 30) -> dict[tuple[s
 
     Each side's linear layers, at its own token count, timed as bare `torch.mm` calls with the operands laid out as
     `nn.Linear` and its backward have them (forward, input gradient, weight gradient; the reference and the
-    precompute pass forward only), each its fastest of `rounds`. litforge runs B rows of
-    prompt + chosen + rejected and the lm_head at response positions; TRL runs 2B rows of prompt + response and the
-    lm_head at every position (its `fused_lm_head`). Attention, norms, activations, the optimizer and memory traffic
+    precompute pass forward only), each its fastest of `rounds`. litforge runs B rows of prompt + chosen + rejected
+    and the lm_head at response positions; TRL runs 2B rows of prompt + response and the lm_head at every position
+    (its `fused_lm_head`). Attention, norms, activations, the optimizer and memory traffic
     between the products are left out: a side's measured time stays above its floor.
     """
     import torch
 
     torch.set_num_threads(threads)
-    hidden, inner, layers = BACKBONE["hidden_size"], BACKBONE["intermediate_size"], BACKBONE["num_hidden_layers"]
+    hidden, inner, depth = BACKBONE["hidden_size"], BACKBONE["intermediate_size"], BACKBONE["num_hidden_layers"]
     vocab = 259  # the byte tokenizer
     body = [(hidden, hidden)] * 4 + [(hidden, inner)] * 2 + [(inner, hidden)]  # q, k, v, o, gate, up, down
 
     def layers_of(tokens: int, head_tokens: int) -> list[tuple[int, int, int]]:
         """(tokens, in, out) of every linear layer in one batch."""
-        return [(tokens, i, o) for i, o in body] * layers + [(head_tokens, hidden, vocab)]
+        return [(tokens, i, o) for i, o in body] * depth + [(head_tokens, hidden, vocab)]
 
     batch = {"litforge": layers_of(BATCH * (PROMPT + 2 * RESPONSE), BATCH * 2 * RESPONSE),
              "trl": layers_of(2 * BATCH * (PROMPT + RESPONSE), 2 * BATCH * (PROMPT + RESPONSE))}
     products = {}  # (tokens, in, out) -> forward, input gradient, weight gradient: (a, b, out) of a @ b
-    for m, i, o in {layer for layers_ in batch.values() for layer in layers_}:
+    for m, i, o in {layer for layers in batch.values() for layer in layers}:
         x, weight, grad = torch.randn(m, i), torch.randn(o, i), torch.randn(m, o)  # laid out as nn.Linear has them
         products[m, i, o] = [(x, weight.t(), torch.empty(m, o)), (grad, weight, torch.empty(m, i)),
                              (grad.t(), x, torch.empty(o, i))]
@@ -252,8 +253,8 @@ def gemm_floor(threads: int, pairs_count: int, rounds: int = 30) -> dict[tuple[s
                 start = time.perf_counter()
                 torch.mm(a, b, out=out)
                 seconds[layer][index] = min(seconds[layer][index], time.perf_counter() - start)
-    sides = {side: (sum(seconds[layer][0] for layer in layers_), sum(sum(seconds[layer]) for layer in layers_))
-             for side, layers_ in batch.items()}
+    sides = {side: (sum(seconds[layer][0] for layer in layers), sum(sum(seconds[layer]) for layer in layers))
+             for side, layers in batch.items()}
     batches = pairs_count // BATCH
     return {**{(side, "step"): f + fb for side, (f, fb) in sides.items()},
             **{(side, "run"): batches * f + 2 * batches * fb for side, (f, fb) in sides.items()}}
