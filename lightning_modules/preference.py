@@ -113,7 +113,7 @@ class PreferenceModule(LitforgeModule):
         shared = share_prompts(batch) if self.shared_prompt and accepts_4d_mask(model) else None
         if shared is None:  # 2B rows [prompt, response]; position t predicts token t+1
             hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             use_cache=False).last_hidden_state  # (2B, T, hidden)
+                                         use_cache=False).last_hidden_state  # (2B, T, hidden)
             targets = batch["labels"][:, 1:]
             mask = targets != IGNORE_INDEX
             rows, columns = mask.nonzero(as_tuple=True)
