@@ -14,11 +14,13 @@ import torch
 from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
+from litforge.errors import UserError
+
 IGNORE_INDEX = -100
 Sample = dict[str, list[int]]  # "input_ids", "labels" and any further per-token int fields
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data: names the file, the line and the field, so the user can fix it before training."""
 
     def __init__(self, path: str | os.PathLike | None, line: int | None, field: str | None, message: str):
