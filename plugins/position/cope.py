@@ -145,10 +145,12 @@ def cope_core(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, atten
         gate_logits = torch.matmul(query, torch.matmul(key, gate_key).transpose(2, 3)).mul_(scaling)
     # in place on the position logits: nothing saved for the backward reads them
     logits = cope_position_logits(query, gate_logits, pos_emb, visible).add_(logits).add_(attention_mask)
-    if logits.dtype != torch.float32:
-        weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
-    else:
-        weights = torch.softmax(logits, dim=-1)
+    # the softmax runs in float32 for half precision and in the input's own precision above it (float64 stays)
+    weights = torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(query.dtype)
+    # a query that sees no key (a left-padded row) attends to nothing: zeros, never NaN or a uniform average
+    blind = ~visible.any(-1, keepdim=True)
+    if blind.any():
+        weights = weights.masked_fill(blind, 0.0)
     if dropout > 0:
         weights = nn.functional.dropout(weights, p=dropout)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (batch, query, heads, d)

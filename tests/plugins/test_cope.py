@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from litforge.plugins.position import CoPE, NoPE, load_pretrained
-from litforge.plugins.position.cope import CoPETable, cope_attention, cope_position_logits
+from litforge.plugins.position.cope import CoPETable, cope_attention, cope_core, cope_position_logits
 from transformers import AutoModelForCausalLM
 
 from litforge.backbones import LocalCheckpoint
@@ -198,3 +198,43 @@ def test_save_export_load_gives_same_logits(tiny_backbone, tokenizer, tmp_path):
     with pytest.raises(ValueError, match="already has a position encoding"):  # a second `position:` would zero E
         CoPE(npos_max=16).attach(backbone)
 
+
+
+def test_float64_attention_matches_a_float64_reference():
+    query, gate_logits, pos_emb, visible = position_inputs()
+    query, key, value = query.detach(), torch.randn_like(query), torch.randn_like(query)
+    mask = torch.zeros(visible.shape, dtype=torch.float64).masked_fill(~visible, torch.finfo(torch.float64).min)
+    out, weights = cope_core(query, key, value, mask, pos_emb.detach(), None, 0.5, 0.0)
+    logits = torch.matmul(query, key.transpose(2, 3)) * 0.5
+    logits = logits + autograd_position_logits(query, logits, pos_emb.detach(), visible) + mask
+    expected = torch.softmax(logits, -1).masked_fill(~visible.any(-1, keepdim=True), 0)  # float64 throughout
+    assert weights.dtype == torch.float64
+    assert torch.allclose(weights, expected, atol=1e-12, rtol=0)
+    assert torch.allclose(out, torch.matmul(expected, value).transpose(1, 2), atol=1e-12, rtol=0)
+
+
+def test_a_query_that_sees_no_key_attends_to_nothing():
+    query, gate_logits, pos_emb, visible = position_inputs()
+    visible[0, :, 2] = False  # query 2 of row 0 sees nothing
+    mask = torch.zeros(visible.shape, dtype=torch.float64).masked_fill(~visible, torch.finfo(torch.float64).min)
+    out, weights = cope_core(query.detach(), query.detach(), query.detach(), mask, pos_emb.detach(), None, 0.5, 0.0)
+    assert not weights.isnan().any()
+    assert torch.equal(weights[0, :, 2], torch.zeros_like(weights[0, :, 2]))
+    assert torch.equal(out[0, 2], torch.zeros_like(out[0, 2]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_left_padded_batch_forward_and_generate(tiny_backbone, tokenizer, dtype):
+    model = build(tiny_backbone, tokenizer, CoPE(npos_max=8)).to(dtype).eval()
+    randomise_tables(model)
+    short, long = torch.randint(3, 200, (1, 4)), torch.randint(3, 200, (1, 7))
+    batch = torch.cat([torch.cat([torch.full((1, 3), tokenizer.pad_token_id), short], 1), long])
+    mask = torch.tensor([[0] * 3 + [1] * 4, [1] * 7])
+    logits = model(batch, attention_mask=mask).logits
+    assert not logits.isnan().any()
+    alone = model(short, attention_mask=torch.ones_like(short)).logits
+    assert torch.allclose(logits[0, 3:], alone[0], atol=1e-5)
+    kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    generated = model.generate(batch, attention_mask=mask, **kwargs)
+    assert torch.equal(generated[0, 3:], model.generate(short, **kwargs)[0])
+    assert torch.equal(generated[1], model.generate(long, **kwargs)[0])
