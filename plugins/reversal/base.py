@@ -8,9 +8,11 @@ words group into chunks (`chunks`); text, token ids, labels and entity marks all
 loss mask stays aligned with the reversed tokens by construction.
 
 Departures from the paper:
-    1. On token ids, a word is a run of tokens between whitespace-only tokens (exact for litforge's byte-level
-       tokenizer). A tokenizer that glues the space to the next word ("Ġword") sees whole lines as one word; reverse
-       such data as text (`reverse_text`) before tokenizing.
+    1. On token ids, a word is a run of tokens between whitespace-only tokens. For a byte-level tokenizer (litforge's
+       own, GPT-2's) the tokens' bytes are decoded as UTF-8, so a multi-byte space ("\u00a0", "\u3000") spread over
+       several byte tokens is whitespace as in `reverse_text`, and the two paths agree exactly. A tokenizer that
+       glues the space to the next word ("Ġword") sees whole lines as one word; reverse such data as text
+       (`reverse_text`) before tokenizing.
     2. Special tokens (bos, eos, pad) never move; the text between them is reversed piece by piece, so a packed block
        of several documents reverses each document in place.
 """
@@ -20,7 +22,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from tokenizers import decoders
 from transformers import PreTrainedTokenizerBase
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from litforge.data import IGNORE_INDEX, DataError, Record, Sample
 
@@ -74,6 +78,7 @@ class ReversalTransform:
     def __init__(self, separator: str | None = None):
         self.separator = separator
         self.space_ids: set[int] | None = None
+        self.token_bytes: dict[int, bytes] | None = None  # id -> bytes, for byte-level tokenizers
         self.special_ids: set[int] = set()
         self.separator_ids: list[int] = []
 
@@ -115,10 +120,11 @@ class ReversalTransform:
         return text, [(start, end) for start, end in runs(marks) if not text[start:end].isspace()]
 
     def setup(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Learn which token ids are whitespace and which are special, and encode the separator."""
+        """Learn which token ids are whitespace (or their bytes) and which are special, and encode the separator."""
         self.special_ids = set(tokenizer.all_special_ids)
         self.space_ids = {i for i in range(len(tokenizer))
                           if i not in self.special_ids and (text := tokenizer.decode([i])) and text.isspace()}
+        self.token_bytes = token_bytes(tokenizer)
         self.separator_ids = tokenizer(self.separator, add_special_tokens=False)["input_ids"] if self.separator else []
 
     def reverse_ids(self, input_ids: Sequence[int], labels: Sequence[int] | None = None,
@@ -136,7 +142,7 @@ class ReversalTransform:
         out: list[int | None] = []
         start = 0
         for end in [i for i, token in enumerate(ids) if token in self.special_ids] + [len(ids)]:
-            piece = self.order([token in self.space_ids for token in ids[start:end]], entity[start:end], rng)
+            piece = self.order(self.whitespace(ids[start:end]), entity[start:end], rng)
             out += [None if p is None else p + start for p in piece]
             if end < len(ids):
                 out.append(end)
@@ -154,6 +160,53 @@ class ReversalTransform:
                 sample["labels"].append(labels[position])
                 sample["entity"].append(entity[position])
         return sample
+
+
+    def whitespace(self, ids: Sequence[int]) -> list[bool]:
+        """Per token of a run without special tokens, whether it is whitespace (as `str.isspace` sees the text)."""
+        if self.token_bytes is None:
+            return [token in self.space_ids for token in ids]
+        pieces = [self.token_bytes[token] for token in ids]
+        space = whitespace_bytes(b"".join(pieces))
+        flags, start = [], 0
+        for piece in pieces:
+            flags.append(bool(piece) and all(space[start:start + len(piece)]))
+            start += len(piece)
+        return flags
+
+
+def token_bytes(tokenizer: PreTrainedTokenizerBase) -> dict[int, bytes] | None:
+    """The bytes of each non-special token of a byte-level BPE tokenizer (GPT-2's alphabet), else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not isinstance(backend.decoder, decoders.ByteLevel):
+        return None
+    byte_of = {symbol: byte for byte, symbol in bytes_to_unicode().items()}
+    special = set(tokenizer.all_special_ids)
+    table = {}
+    for symbol, index in tokenizer.get_vocab().items():
+        if index not in special:
+            if not all(char in byte_of for char in symbol):
+                return None  # an added token outside the byte alphabet: fall back to decoding token by token
+            table[index] = bytes(byte_of[char] for char in symbol)
+    return table
+
+
+def whitespace_bytes(data: bytes) -> list[bool]:
+    """Per byte, whether it is part of a whitespace character of the UTF-8 text; bytes of invalid UTF-8 are not."""
+    flags = [False] * len(data)
+    start = 0
+    while start < len(data):
+        lead = data[start]
+        width = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        try:
+            char = data[start:start + width].decode("utf-8")
+        except UnicodeDecodeError:
+            start += 1
+            continue
+        if char.isspace():
+            flags[start:start + width] = [True] * width
+        start += width
+    return flags
 
 
 def _error(record: Record | None, field: str, message: str) -> DataError:

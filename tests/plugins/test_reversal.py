@@ -122,3 +122,17 @@ def test_bad_spans_raise_data_error(spans, message):
 def test_segment_k_must_be_positive():
     with pytest.raises(ValueError, match="k must be"):
         RandomSegmentReversal(k=0)
+
+
+UNICODE_SPACES = ["ab\u00a0cd ef", "x\u3000y\u2003z \u0085w", "a\u2028b\tc\u2029d", "é\u00a0ü  ß\u202fend",
+                  "\u00a0lead trail\u3000"]
+
+
+@pytest.mark.parametrize("text", UNICODE_SPACES)
+@pytest.mark.parametrize("transform", [WordReversal(), EntityPreservingReversal(), RandomSegmentReversal(2, "@@ ")],
+                         ids=type)
+def test_text_and_ids_reverse_unicode_whitespace_alike(tokenizer, transform, text):
+    transform.setup(tokenizer)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    by_ids = tokenizer.decode(transform.reverse_ids(ids, rng=random.Random(5))["input_ids"])
+    assert by_ids == transform.reverse_text(text, seed=5)[0]
