@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import tempfile
@@ -64,13 +65,26 @@ class Record(dict):
 
 
 def read_jsonl(path: str | os.PathLike) -> list[Record]:
-    """Parse a JSONL file into Records; invalid JSON, non-object lines and an empty file raise DataError."""
+    """Parse a JSONL file into Records; invalid JSON or UTF-8, non-object lines and an empty file raise DataError.
+
+    A UTF-8 byte-order mark at the start of the file is skipped (editors on Windows write one).
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError(path, None, None, "is a directory, not a JSONL file")
+    if not path.exists():
         raise DataError(path, None, None, "file not found")
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise DataError(path, None, None, f"cannot be read ({error.strerror})") from None
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    offset = 0  # of the current line in the file, in bytes
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            bom = len(codecs.BOM_UTF8) if number == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+            line = _decode_line(path, number, raw[bom:], offset + bom)
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
@@ -85,6 +99,20 @@ def read_jsonl(path: str | os.PathLike) -> list[Record]:
     if not records:
         raise DataError(path, None, None, "file is empty")
     return records
+
+
+def _decode_line(path: Path, number: int, raw: bytes, offset: int) -> str:
+    """One line of a JSONL file as text; a byte that is not UTF-8 raises DataError with its column and file offset.
+
+    `offset` is where `raw` starts in the file, in bytes.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        column = len(raw[:error.start].decode("utf-8")) + 1  # in characters, as an editor counts
+        raise DataError(path, number, None, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column {column} "
+                                            f"(byte offset {offset + error.start} in the file); "
+                                            "save the file as UTF-8") from None
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:

@@ -5,7 +5,15 @@ import json
 import pytest
 import torch
 
-from litforge.data import IGNORE_INDEX, Collator, DataError, SeededShuffleSampler, encode_prompt_response, pack
+from litforge.data import (
+    IGNORE_INDEX,
+    Collator,
+    DataError,
+    SeededShuffleSampler,
+    encode_prompt_response,
+    pack,
+    read_jsonl,
+)
 from litforge.datamodules import SFTDataModule, SyntheticTextDataModule, TextDataModule
 
 
@@ -114,3 +122,36 @@ def test_synthetic_text_is_seeded():
     assert first.splits["train"] == second.splits["train"]
     assert first.splits["train"] != first.splits["val"]
     assert torch.is_tensor(next(iter(first.train_dataloader()))["input_ids"])
+
+
+def test_bytes_that_are_not_utf8_name_file_line_column_and_offset(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    first = b'{"text": "ok"}\n'
+    path.write_bytes(first + '{"text": "café"}\n'.encode("latin-1"))
+    with pytest.raises(DataError) as caught:
+        read_jsonl(path)
+    assert (caught.value.path, caught.value.line) == (path, 2)
+    offset = len(first) + len(b'{"text": "caf')
+    assert str(caught.value) == (f"{path}:2: not valid UTF-8: byte 0xe9 at column 14 (byte offset {offset} in the "
+                                 "file); save the file as UTF-8")
+    path.write_bytes(first + b'{"text": "\xc3\xa9\xff"}\n')  # "é" then a stray byte: column 12 in characters
+    with pytest.raises(DataError, match=r"latin1.jsonl:2: not valid UTF-8: byte 0xff at column 12 \(byte offset 27 "):
+        read_jsonl(path)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + '{"text": "été"}\n{"text": "b"}\n'.encode("utf-8"))
+    assert [record["text"] for record in read_jsonl(path)] == ["été", "b"]
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"text": "\xff"}\n')  # the offset still counts the mark
+    with pytest.raises(DataError, match=r"bom.jsonl:1: not valid UTF-8: byte 0xff at column 11 \(byte offset 13 "):
+        read_jsonl(path)
+
+
+def test_a_directory_is_called_a_directory_and_a_missing_file_not_found(tmp_path):
+    with pytest.raises(DataError, match=f"^{tmp_path}: is a directory, not a JSONL file$"):
+        read_jsonl(tmp_path)
+    with pytest.raises(DataError, match="is a directory"):
+        SFTDataModule(train_path=str(tmp_path), max_length=64).setup("fit")
+    with pytest.raises(DataError, match=f"^{tmp_path / 'nope.jsonl'}: file not found$"):
+        read_jsonl(tmp_path / "nope.jsonl")
