@@ -1,11 +1,12 @@
-"""The base every litforge datamodule shares: tokenizer, splits, seeded shuffling and padding."""
+"""The base every litforge datamodule shares: tokenizer, splits, a resumable seeded shuffle and padding."""
 
 from __future__ import annotations
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from litforge.data import Collator, Sample, SeededShuffleSampler
+from litforge.data import Collator, Sample
+from litforge.sampling import ResumableDataLoader, ResumableSampler
 from litforge.tokenizer import load_tokenizer
 
 Split = list[Sample] | dict[str, list[Sample]]
@@ -24,7 +25,8 @@ class LMDataModule(L.LightningDataModule):
         batch_size: samples per training step (per device).
         val_batch_size: samples per validation step (None = batch_size).
         num_workers: DataLoader worker processes.
-        seed: seed of the shuffle order (the order depends on seed and epoch only).
+        seed: seed of the shuffle order (the order depends on seed and epoch only; a resumed fit continues it at
+            the batch after the last one trained, see `litforge.sampling`).
     """
 
     def __init__(self, tokenizer: str | None = None, max_length: int = 256, batch_size: int = 16,
@@ -56,10 +58,13 @@ class LMDataModule(L.LightningDataModule):
         data = self.splits.get(split)
         return list(data) if isinstance(data, dict) else [""]
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
+        """This rank's shard of the training samples in a seeded, resumable shuffle (see `litforge.sampling`)."""
         data = self.splits["train"]
-        return DataLoader(data, batch_size=self.batch_size, sampler=SeededShuffleSampler(len(data), self.seed),
-                          collate_fn=self.collate, num_workers=self.num_workers, drop_last=False)
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None  # None: one process
+        sampler = ResumableSampler(data, seed=self.seed, **(shard or {}))
+        return ResumableDataLoader(data, sampler, batch_size=self.batch_size, collate_fn=self.collate,
+                                   num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_loaders("val")

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
-from litforge.data import IGNORE_INDEX, DataError, Record, Sample, SeededShuffleSampler, read_jsonl
+from litforge.data import IGNORE_INDEX, DataError, Record, Sample, read_jsonl
 from litforge.datamodules.arithmetic import arithmetic_questions, incorrect_solution
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.sft import ROLES
@@ -124,11 +123,6 @@ class PreferenceDataModule(LMDataModule):
             sample[f"{field}_labels"] = [IGNORE_INDEX] * len(prompt_ids) + response
         sample["cut"] = cut
         return sample
-
-    def train_dataloader(self) -> DataLoader:
-        data = self.splits["train"]
-        return DataLoader(data, batch_size=self.batch_size, sampler=SeededShuffleSampler(len(data), self.seed),
-                          collate_fn=self.collate, num_workers=self.num_workers)
 
 
 class JSONLPreferenceDataModule(PreferenceDataModule):
