@@ -18,27 +18,29 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from lightning import LightningModule
+from torch.utils.data import DataLoader
 
 from litforge.data import atomic_path
 
-if TYPE_CHECKING:
-    from litforge.lightning_modules.preference import PreferenceModule
-
 
 class ReferenceSource:
-    """Supplies reference log-probs (log pi_ref(chosen|x), log pi_ref(rejected|x)) for a batch of pairs."""
+    """Supplies reference log-probs (log pi_ref(chosen|x), log pi_ref(rejected|x)) for a batch of pairs.
 
-    def attach(self, module: PreferenceModule) -> None:
+    `module` is the preference objective (lightning_modules/preference.py): its `model` and `pair_logprobs` are used.
+    """
+
+    def attach(self, module: LightningModule) -> None:
         """Called once the policy is built (in `configure_model`)."""
 
-    def logprobs(self, module: PreferenceModule, batch: dict[str, Any], key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def logprobs(self, module: LightningModule, batch: dict[str, Any], key: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference (chosen, rejected) sequence log-probs, each (B,); `key` names the split ("train", "val0")."""
         raise NotImplementedError
 
-    def reanchor(self, module: PreferenceModule) -> None:
+    def reanchor(self, module: LightningModule) -> None:
         """Make the reference equal to the current policy and invalidate cached log-probs."""
         raise NotImplementedError
 
@@ -71,8 +73,8 @@ class FrozenCopy(ReferenceSource):
 class PrecomputedReference(ReferenceSource):
     """Reference log-probs computed once per dataset and reference (= the policy at that moment), then reused.
 
-    The first lookup computes every split the trainer's datamodule has (train and each validation set) with the
-    current policy, in eval mode, without gradients, and writes them to
+    The first lookup computes every split the trainer's datamodule has (train and each validation set, all of its
+    samples in dataset order, whatever the training order and the rank) with the current policy, in eval mode, without gradients, and writes them to
     `<cache_dir>/<key>-anchor<n>-<data hash>.pt` (cache_dir defaults to `<run dir>/reference_logprobs`). A later
     lookup, a later epoch or a resumed run with the same data and anchor reads them back. `reanchor` clears the
     cache and moves to the next anchor number.
@@ -93,7 +95,7 @@ class PrecomputedReference(ReferenceSource):
         values = self.table[key][batch["index"].cpu()].to(module.device)
         return values[:, 0], values[:, 1]
 
-    def precompute(self, module: PreferenceModule) -> dict[str, torch.Tensor]:
+    def precompute(self, module: LightningModule) -> dict[str, torch.Tensor]:
         """Compute (or read from disk) the reference log-probs of every split, keyed like `logprobs`' `key`."""
         datamodule = module.trainer.datamodule
         loaders = {"train": datamodule.train_dataloader()}
@@ -108,12 +110,12 @@ class PrecomputedReference(ReferenceSource):
             if path.is_file():
                 table[key] = torch.load(path, weights_only=True)
                 continue
-            table[key] = self.compute(module, loader)
+            table[key] = self.compute(module, in_order(loader))
             with atomic_path(path) as tmp:
                 torch.save(table[key], tmp)
         return table
 
-    def compute(self, module: PreferenceModule, loader) -> torch.Tensor:
+    def compute(self, module: LightningModule, loader) -> torch.Tensor:
         """One no-grad pass of the policy over a loader: (N, 2) log-probs in dataset order."""
         values = torch.zeros(len(loader.dataset), 2)
         training = module.model.training
@@ -132,11 +134,11 @@ class PrecomputedReference(ReferenceSource):
         self.anchor += 1
 
     def state_dict(self):
-        return {"anchor": self.anchor}
+        return {"anchor": self.anchor, "table": self.table}  # a resumed run may log (and cache) in a new version dir
 
     def load_state_dict(self, state):
         self.anchor = state.get("anchor", 0)
-        self.table = None
+        self.table = state.get("table")
 
 
 class AdaptersDisabled(ReferenceSource):
@@ -165,6 +167,11 @@ class AdaptersDisabled(ReferenceSource):
                         if name in layer.lora_B:
                             layer.get_base_layer().weight += layer.get_delta_weight(name)
                             layer.lora_B[name].weight.zero_()
+
+
+def in_order(loader: DataLoader) -> DataLoader:
+    """A loader's samples in dataset order, neither shuffled nor sharded (a later lookup may ask for any of them)."""
+    return DataLoader(loader.dataset, batch_size=loader.batch_size or 1, collate_fn=loader.collate_fn)
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:

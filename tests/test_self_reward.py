@@ -20,12 +20,11 @@ from litforge.datamodules.arithmetic import (
     graded_responses,
     true_grade,
 )
-from litforge.datamodules.iterative import JSONLIterativeDataModule
+from litforge.lightning_modules.iterative_preference import agreement, judge_agreement
 from litforge.plugins.judges.base import Judge
 from litforge.plugins.judges.llm import parse_score
 
 from helpers import REPO
-from litforge.iterative import agreement, judge_agreement
 
 # 12+34+56: the correct chain is "46+56=102"; (form, steps, consistent, answer) worked out by hand
 GRADES = [
@@ -119,7 +118,7 @@ def test_judge_agreement_reads_the_judge_and_counts_its_failures():
 def test_the_configs_judge_with_the_seed_s_eft_template():
     seed = yaml.safe_load((REPO / "configs/self_reward/seed.yaml").read_text())
     run = yaml.safe_load((REPO / "configs/self_reward/self_reward.yaml").read_text())
-    judge = run["data"]["init_args"]["judge"]["init_args"]
+    judge = run["model"]["init_args"]["judge"]["init_args"]
     assert seed["data"]["init_args"]["template"] == judge["template"] == GRADE_TEMPLATE
     first_line = (REPO / "configs/self_reward/seed.yaml").read_text().splitlines()[0]
     assert first_line.split()[-1] == run["model"]["init_args"]["backbone"]["init_args"]["path"]  # exported there
@@ -130,10 +129,3 @@ def test_a_seed_template_without_a_response_slot_is_refused():
     with pytest.raises(ValueError, match="response"):
         SelfRewardSeedDataModule(template="Grade: {prompt}\n")
 
-
-def test_judge_agreement_on_a_datamodule_without_graded_responses_is_refused_at_setup(tmp_path):
-    path = tmp_path / "prompts.jsonl"
-    path.write_text('{"prompt": "1+2="}\n')
-    data = JSONLIterativeDataModule(prompts_path=str(path), num_judge_heldout=10)
-    with pytest.raises(ValueError, match="num_judge_heldout"):
-        data.setup("fit")

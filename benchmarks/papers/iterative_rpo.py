@@ -28,9 +28,9 @@ import torch
 from litforge.datamodules import ArithmeticIterativeDataModule, ArithmeticSFTDataModule
 from litforge.lightning_modules import CausalLM, IterativeRPO
 from litforge.plugins.judges import AnswerJudge
+from litforge.plugins.pair_rules import CorrectVsIncorrect
 
 from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.iterative import CorrectVsIncorrect
 
 METHODS = {"DPO+NLL": dict(beta=0.1, alpha=1.0), "DPO": dict(beta=0.1, alpha=0.0),
            "NLL only": dict(beta=0.0, alpha=1.0)}
@@ -66,16 +66,14 @@ def iterate(out: Path, start: Path, seed: int, name: str, args) -> dict:
     if final.is_file():
         return json.loads(final.read_text())
     L.seed_everything(seed)
-    data = ArithmeticIterativeDataModule(
-        judge=AnswerJudge(), pair_rule=CorrectVsIncorrect(max_pairs=args.pairs), iterations=args.iterations,
-        epochs_per_iteration=args.epochs, candidates=args.candidates, temperature=0.8, max_new_tokens=24,
-        num_train=args.questions, num_val=args.heldout, num_heldout=args.heldout, batch_size=16, seed=seed,
-        max_operand=args.max_operand,
-        tokenizer=str(start))
+    data = ArithmeticIterativeDataModule(num_train=args.questions, num_val=args.heldout, batch_size=16, seed=seed,
+                                         max_operand=args.max_operand, tokenizer=str(start))
     module = IterativeRPO(backbone=LocalCheckpoint(str(start)), tokenizer=data.tokenizer, **METHODS[name],
+                          judge=AnswerJudge(), pair_rule=CorrectVsIncorrect(max_pairs=args.pairs),
+                          iterations=args.iterations, epochs_per_iteration=args.epochs, candidates=args.candidates,
+                          temperature=0.8, max_new_tokens=24, num_heldout=args.heldout, seed=seed,
                           optimizer=lambda params: torch.optim.AdamW(params, lr=args.lr))
-    trainer(root, max_epochs=args.iterations * args.epochs, reload_dataloaders_every_n_epochs=1).fit(
-        module, data)
+    trainer(root).fit(module, data)
     return json.loads(final.read_text())
 
 

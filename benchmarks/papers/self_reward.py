@@ -36,9 +36,10 @@ from litforge.datamodules.arithmetic import GRADE_TEMPLATE, SelfRewardSeedDataMo
 from litforge.lightning_modules import CausalLM
 from litforge.lightning_modules.self_reward import SelfRewarding
 from litforge.plugins.judges import AnswerJudge, Judge, LLMJudge
+from litforge.plugins.pair_rules import BestVsWorst
 
 from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.iterative import BestVsWorst, load_iteration
+from litforge.iterations import load_iteration
 
 
 class TrueGradeJudge(Judge):
@@ -86,15 +87,15 @@ def self_reward(out: Path, start: Path, seed: int, args) -> dict:
     L.seed_everything(seed)
     judge = LLMJudge(template=GRADE_TEMPLATE, samples=3, temperature=0.7, top_p=0.9, max_new_tokens=40, seed=seed)
     data = ArithmeticIterativeDataModule(
-        judge=TrueGradeJudge() if args.judge == "true" else judge, pair_rule=BestVsWorst(),
-        heldout_judge=AnswerJudge(), num_judge_heldout=args.graded,
-        iterations=args.iterations, epochs_per_iteration=args.epochs, candidates=4, temperature=0.7, top_p=0.9,
-        max_new_tokens=24, num_train=args.questions * args.iterations, prompts_per_iteration=args.questions,
-        num_val=args.heldout, num_heldout=args.heldout, batch_size=16, seed=seed, max_operand=args.max_operand,
-        tokenizer=str(start))
-    module = SelfRewarding(backbone=LocalCheckpoint(str(start)), tokenizer=data.tokenizer, beta=0.1, alpha=args.alpha,
+        num_train=args.questions * args.iterations, prompts_per_iteration=args.questions, num_val=args.heldout,
+        batch_size=16, seed=seed, max_operand=args.max_operand, tokenizer=str(start))
+    module = SelfRewarding(backbone=LocalCheckpoint(str(start)), tokenizer=data.tokenizer,
+                           judge=TrueGradeJudge() if args.judge == "true" else judge, pair_rule=BestVsWorst(),
+                           heldout_judge=AnswerJudge(), num_judge_heldout=args.graded, iterations=args.iterations,
+                           epochs_per_iteration=args.epochs, candidates=4, temperature=0.7, top_p=0.9,
+                           max_new_tokens=24, num_heldout=args.heldout, seed=seed, beta=0.1, alpha=args.alpha,
                            optimizer=lambda params: torch.optim.AdamW(params, lr=args.lr))
-    trainer(root, max_epochs=args.iterations * args.epochs, reload_dataloaders_every_n_epochs=1).fit(module, data)
+    trainer(root).fit(module, data)
     return json.loads(final.read_text())
 
 
