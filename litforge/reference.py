@@ -74,10 +74,10 @@ class PrecomputedReference(ReferenceSource):
     """Reference log-probs computed once per dataset and reference (= the policy at that moment), then reused.
 
     The first lookup computes every split the trainer's datamodule has (train and each validation set, all of its
-    samples in dataset order, whatever the training order and the rank) with the current policy, in eval mode, without gradients, and writes them to
-    `<cache_dir>/<key>-anchor<n>-<data hash>.pt` (cache_dir defaults to `<run dir>/reference_logprobs`). A later
-    lookup, a later epoch or a resumed run with the same data and anchor reads them back. `reanchor` clears the
-    cache and moves to the next anchor number.
+    samples in dataset order, whatever the training order and the rank) with the current policy, in eval mode,
+    without gradients, and writes them to `<cache_dir>/<key>-anchor<n>-<data hash>.pt` (cache_dir defaults to
+    `<run dir>/reference_logprobs`). A later lookup, a later epoch or a resumed run with the same data and anchor
+    reads them back. `reanchor` clears the cache and moves to the next anchor number.
 
     Args:
         cache_dir: where the .pt files go (None: under the trainer's log directory).

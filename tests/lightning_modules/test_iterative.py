@@ -183,7 +183,8 @@ def run_config(root: Path, callbacks: list[dict] = (), judge: dict | None = None
                                    "init_args": {"folder": str(root / "weights")}}, *callbacks], **trainer},
         "model": {"class_path": "IterativeRPO", "init_args": {
             "backbone": {"class_path": "litforge.backbones.TinyModel", "init_args": TINY},
-            "judge": judge or {"class_path": "iterative_helpers.HashJudge"}, "pair_rule": {"class_path": "BestVsWorst"},
+            "judge": judge or {"class_path": "iterative_helpers.HashJudge"},
+            "pair_rule": {"class_path": "BestVsWorst"},
             "iterations": 2, "candidates": 3, "max_new_tokens": 6, "temperature": 1.0,
             "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}}}},
         "data": {"class_path": "ArithmeticIterativeDataModule",
