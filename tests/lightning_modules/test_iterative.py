@@ -80,7 +80,8 @@ def test_each_boundary_writes_jsonl_and_reanchors_the_reference(tmp_path):
     assert set(final["iterations"]) == {"0", "1"} and 0.0 <= final["heldout_score"] <= 5.0
     metrics = (next((tmp_path / "csv").glob("version_*")) / "metrics.csv").read_text()
     assert "iteration/pairs" in metrics and "iteration/index" in metrics and "iteration/heldout_score" in metrics
-    assert "judge" not in module.hparams and module.hparams["beta"] == 0.1  # plugins stay out of the checkpoint
+    for recorded in (module.hparams, module.hparams_initial):  # plugins stay out of the checkpoint and the logs
+        assert "judge" not in recorded and "pair_rule" not in recorded and recorded["beta"] == 0.1
 
 
 def test_boundaries_log_accuracy_by_the_heldout_judge_and_the_judge_s_agreement(tmp_path):
@@ -170,8 +171,10 @@ def test_sharded_strategies_are_refused_when_several_ranks_would_generate(device
     module.configure_trainer()
 
 
-def run_config(root: Path, callbacks: list[dict] = (), judge: dict | None = None, **trainer) -> dict:
-    """A CLI config: tiny IterativeRPO, 2 iterations, HashJudge, a checkpoint at every step, weights written at the end."""
+def run_config(root: Path, callbacks: list[dict] = (), judge: dict | None = None, objective: str = "IterativeRPO",
+               **trainer) -> dict:
+    """A CLI config: a tiny iterative objective, 2 iterations, HashJudge, a checkpoint at every step, weights written
+    at the end."""
     return {
         "seed_everything": 0,
         "trainer": {"accelerator": "cpu", "devices": 1, "default_root_dir": str(root), "logger": False,
@@ -181,7 +184,7 @@ def run_config(root: Path, callbacks: list[dict] = (), judge: dict | None = None
                                                  "every_n_train_steps": 1}},
                                   {"class_path": "helpers.WeightFingerprint",
                                    "init_args": {"folder": str(root / "weights")}}, *callbacks], **trainer},
-        "model": {"class_path": "IterativeRPO", "init_args": {
+        "model": {"class_path": objective, "init_args": {
             "backbone": {"class_path": "litforge.backbones.TinyModel", "init_args": TINY},
             "judge": judge or {"class_path": "iterative_helpers.HashJudge"},
             "pair_rule": {"class_path": "BestVsWorst"},
@@ -193,20 +196,22 @@ def run_config(root: Path, callbacks: list[dict] = (), judge: dict | None = None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("during", ["judging", "training"])
-def test_a_run_killed_and_resumed_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, during):
+@pytest.mark.parametrize("during,objective", [("judging", "IterativeRPO"), ("training", "IterativeRPO"),
+                                              ("training", "IterativeCringe")])  # Cringe samples in its loss
+def test_a_run_killed_and_resumed_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, during, objective):
     from helpers import run_litforge, write_yaml
 
     whole = tmp_path / "whole"
-    run_litforge(["fit", "--config", str(write_yaml(tmp_path / "whole.yaml", run_config(whole)))], timeout=240)
+    config = run_config(whole, objective=objective)
+    run_litforge(["fit", "--config", str(write_yaml(tmp_path / "whole.yaml", config))], timeout=240)
     marker, killed = tmp_path / "killed", tmp_path / "killed_run"
     if during == "judging":  # the second round of judging: iteration 1's boundary, after epoch 0's last step
-        config = run_config(killed, judge={"class_path": "iterative_helpers.HashJudge",
-                                           "init_args": {"kill_on_call": 2, "marker": str(marker)}})
+        config = run_config(killed, objective=objective, judge={
+            "class_path": "iterative_helpers.HashJudge", "init_args": {"kill_on_call": 2, "marker": str(marker)}})
     else:  # the second step of iteration 1 (epoch 1)
         steps = math.ceil(len(iteration_paths(whole, 0)[0].read_text().splitlines()) / 2)  # epoch 0, batch 2
-        config = run_config(killed, callbacks=[{"class_path": "iterative_helpers.KillAtStep",
-                                                "init_args": {"step": steps + 1, "marker": str(marker)}}])
+        config = run_config(killed, objective=objective, callbacks=[{
+            "class_path": "iterative_helpers.KillAtStep", "init_args": {"step": steps + 1, "marker": str(marker)}}])
     path = write_yaml(tmp_path / "killed.yaml", config)
     first = run_litforge(["fit", "--config", str(path)], timeout=240, check=False)
     assert first.returncode == -9 and marker.is_file()
