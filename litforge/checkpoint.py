@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,12 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.backbones import config_from_dict
+from litforge.data import atomic_path
+from litforge.errors import CheckpointError, require
 from litforge.plugins.position.base import reattach
 from litforge.tokenizer import load_tokenizer
+
+EXPORT_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def checkpoint_metadata(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -38,14 +43,76 @@ def tokenizer_from_files(files: dict[str, str]) -> PreTrainedTokenizerBase:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a litforge Lightning checkpoint safely (weights_only) and check it carries export metadata."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """Read a litforge Lightning checkpoint safely (weights_only); CheckpointError unless it carries export metadata."""
+    checkpoint = read_checkpoint(path)
     if "litforge" not in checkpoint:
-        raise ValueError(f"{path} was not written by a litforge module (no 'litforge' metadata in it)")
+        raise CheckpointError(path, "was not written by a litforge module (no 'litforge' metadata in it)")
     return checkpoint
+
+
+def check_checkpoint(path: str | os.PathLike, resume: bool = True) -> None:
+    """Raise CheckpointError unless `path` is a readable Lightning checkpoint (and, with `resume`, one to resume).
+
+    Cheap enough to call on `--ckpt_path` before a run starts: the tensors are memory-mapped, not read. A sharded
+    checkpoint (a folder with `.metadata`, written by FSDP/ModelParallelStrategy) is left to Lightning.
+    """
+    if _sharded(path):
+        return
+    checkpoint = read_checkpoint(path, mmap=True)
+    if resume and not {"optimizer_states", "loops"} <= checkpoint.keys():
+        raise CheckpointError(path, "holds the weights only (saved with save_weights_only?): it can be exported "
+                                    "with `litforge export`, not resumed")
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """`torch.load(path, weights_only=True)` of a Lightning checkpoint; a bad file raises CheckpointError saying why.
+
+    Missing, a directory, empty, truncated, not a PyTorch file, holding objects a safe load refuses, or a PyTorch
+    file that is not a Lightning checkpoint: each is named in the message.
+    """
+    path = Path(path)
+    if _sharded(path):
+        raise CheckpointError(path, "is a sharded checkpoint folder; consolidate it into one file first (python -m "
+                                    "lightning.pytorch.utilities.consolidate_checkpoint)")
+    if path.is_dir():
+        raise CheckpointError(path, "is a directory, not a checkpoint file")
+    if not path.exists():
+        raise CheckpointError(path, "does not exist")
+    try:
+        zipfile.ZipFile(path).close()  # torch.save writes a zip archive; its directory is at the very end
+    except zipfile.BadZipFile:
+        raise CheckpointError(path, _not_a_zip(path)) from None
+    except OSError as error:
+        raise CheckpointError(path, f"cannot be read ({error.strerror})") from None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        reason = next((line.strip() for line in str(error).splitlines() if "WeightsUnpickler error" in line), error)
+        raise CheckpointError(path, f"holds objects a safe load (weights_only=True) refuses: {reason}") from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(path, f"is damaged or not a PyTorch checkpoint ({type(error).__name__}: "
+                                    f"{first})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(path, "is a PyTorch file but not a Lightning checkpoint (no 'state_dict' in it)")
+    return checkpoint
+
+
+def _sharded(path: str | os.PathLike) -> bool:
+    """Whether `path` is a distributed checkpoint folder (torch.distributed.checkpoint writes `.metadata`)."""
+    return (Path(path) / ".metadata").is_file()
+
+
+def _not_a_zip(path: Path) -> str:
+    """Why a file is no checkpoint archive: empty, cut short (a zip start without its end) or something else."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "is empty (0 bytes)"
+    if head == b"PK\x03\x04":
+        return (f"is truncated: a zip archive without its end ({path.stat().st_size} bytes); "
+                "the save was cut short or the copy is incomplete")
+    return "is not a PyTorch checkpoint (torch.save writes a zip archive; this file is not one)"
 
 
 def model_from_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -60,23 +127,32 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, Pre
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [key for key in missing if key not in _tied_keys(model)]
     if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint weights do not fit the stored config "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise CheckpointError(path, f"its weights do not fit its stored config "
+                                    f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     return model.eval(), tokenizer_from_files(meta["tokenizer"])
 
 
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str | None = None) -> Path:
     """Write a checkpoint as a Hugging Face directory (safetensors + tokenizer), atomically."""
     refuse_nonempty(out_dir)  # before the (slow) load
+    torch_dtype(dtype)
     model, tokenizer = model_from_checkpoint(checkpoint)
     return save_directory(model, tokenizer, out_dir, dtype)
 
 
 def refuse_nonempty(out: str | os.PathLike) -> None:
-    """Raise FileExistsError when `out` exists with something in it: outputs never overwrite."""
+    """Raise FileExistsError when `out` is a file or a folder with something in it: outputs never overwrite."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is a file; choose a new directory")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new directory")
+
+
+def torch_dtype(name: str | None) -> torch.dtype | None:
+    """The torch dtype named by an export's `dtype` argument (None keeps float32); ConfigError for another name."""
+    require(name is None or name in EXPORT_DTYPES, "dtype", f"must be one of {', '.join(EXPORT_DTYPES)}, got {name!r}")
+    return None if name is None else getattr(torch, name)
 
 
 def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | os.PathLike,
@@ -88,19 +164,11 @@ def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, o
     out = Path(out)
     refuse_nonempty(out)
     if dtype is not None:
-        model = model.to(getattr(torch, dtype))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+        model = model.to(torch_dtype(dtype))
+    with atomic_path(out, directory=True) as staging:
         model.config.use_cache = True
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import glob
 import json
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,18 +128,78 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed."""
+def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
+    """Yield a staging file (or an empty folder) beside `path`: renamed onto `path` on success, removed on failure.
+
+    Readers see the old output or the whole new one, never a part; an exception or Ctrl-C removes the staging path.
+    Its name, `.<name>.staging-<host>-<pid>-<token>`, says who writes it, so the leftovers of a writer that was
+    killed (kill -9) are cleared by the next write to the same destination on the same host. Outputs get the
+    permissions the umask gives, as a plain `open` or `mkdir` would (not mkstemp's 0600 or mkdtemp's 0700); in a
+    folder, so does every file the writer put there (safetensors writes its weights 0600).
+    A folder destination must be missing or empty.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    clear_stale_staging(path)
+    staging = path.parent / f".{path.name}.staging-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    if directory:
+        staging.mkdir()
+    else:
+        os.close(os.open(staging, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield staging
+        if directory:
+            _apply_umask(staging)
+        if directory and path.is_dir():
+            path.rmdir()  # an empty destination: a non-empty one raises instead of being replaced
+        os.replace(staging, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(staging)
         raise
+
+
+def clear_stale_staging(path: str | os.PathLike) -> list[Path]:
+    """Remove the staging files and folders of `path` whose writer (a process on this host) is gone; returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.staging-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{{8}}")
+    host = socket.gethostname()
+    stale = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.staging-*"):
+        match = pattern.fullmatch(candidate.name)
+        if match and match["host"] == host and not _alive(int(match["pid"])):
+            _remove(candidate)
+            stale.append(candidate)
+    return stale
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give the files under `folder` mode 0666 and the folders 0777, less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def _remove(path: Path) -> None:
+    """Delete a staging file or folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def encode_prompt_response(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str,

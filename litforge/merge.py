@@ -14,7 +14,8 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from litforge.checkpoint import model_from_checkpoint, save_directory
+from litforge.checkpoint import model_from_checkpoint, refuse_nonempty, save_directory, torch_dtype
+from litforge.errors import CheckpointError, ConfigError, require
 from litforge.plugins.moe.base import Upcycler
 from litforge.tokenizer import load_tokenizer
 
@@ -25,7 +26,8 @@ def load_branch(path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrainedTok
     if path.is_file():
         return model_from_checkpoint(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: neither a litforge .ckpt nor a directory with config.json")
+        what = "does not exist" if not path.exists() else "is a directory without config.json"
+        raise CheckpointError(path, f"{what}; a branch is a litforge .ckpt or a save_pretrained directory")
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return model.eval(), load_tokenizer(str(path))
 
@@ -33,14 +35,16 @@ def load_branch(path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrainedTok
 def merge(upcycler: Upcycler, experts: list[str], out: str, seed: str | None = None,
           dtype: str | None = None) -> Path:
     """Load the branches (and seed), merge them with `upcycler`, and write the result to `out`."""
-    if not experts and seed is None:
-        raise ValueError("nothing to merge: give --experts and/or --seed")
+    require(bool(experts) or seed is not None, "experts", "nothing to merge: give --experts and/or --seed")
+    refuse_nonempty(out)  # before the (slow) loads
+    torch_dtype(dtype)
     loaded = [load_branch(path) for path in experts]
     seed_model, seed_tokenizer = load_branch(seed) if seed is not None else (None, None)
     tokenizer = loaded[0][1] if loaded else seed_tokenizer
     for path, (_, other) in zip(experts, loaded):
         if other.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(f"{path}: its tokenizer differs from {experts[0]}'s; branches must share the seed's")
+            raise ConfigError("experts", f"{path}: its tokenizer differs from {experts[0]}'s; branches must share "
+                                         "the seed's")
     merged = upcycler.merge([model for model, _ in loaded], seed_model)
     return save_directory(merged, tokenizer, out, dtype)
 

@@ -1,6 +1,12 @@
 """JSONL reading, encoding, packing, collation and every bad-input case of the spine's datamodules."""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +16,11 @@ from litforge.data import (
     Collator,
     DataError,
     SeededShuffleSampler,
+    atomic_path,
     encode_prompt_response,
     pack,
     read_jsonl,
+    write_jsonl,
 )
 from litforge.datamodules import SFTDataModule, SyntheticTextDataModule, TextDataModule
 
@@ -155,3 +163,63 @@ def test_a_directory_is_called_a_directory_and_a_missing_file_not_found(tmp_path
         SFTDataModule(train_path=str(tmp_path), max_length=64).setup("fit")
     with pytest.raises(DataError, match=f"^{tmp_path / 'nope.jsonl'}: file not found$"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_atomic_writes_keep_the_old_file_on_failure_and_leave_no_staging(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, [{"a": 1}])
+
+    def rows(stop):
+        yield {"a": 2}
+        raise stop
+
+    for stop in (RuntimeError("disk full"), KeyboardInterrupt()):
+        with pytest.raises(type(stop)):
+            write_jsonl(path, rows(stop))
+        assert [dict(record) for record in read_jsonl(path)] == [{"a": 1}]
+        assert [p.name for p in tmp_path.iterdir()] == ["pairs.jsonl"]
+
+
+def test_atomic_outputs_get_the_permissions_of_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        write_jsonl(tmp_path / "rows.jsonl", [{"a": 1}])
+        with atomic_path(tmp_path / "folder", directory=True) as staging:
+            (staging / "inner").mkdir()
+            (staging / "inner" / "weights").write_bytes(b"")
+            os.chmod(staging / "inner" / "weights", 0o600)  # as safetensors writes them
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "rows.jsonl").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "folder" / "inner").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "folder" / "inner" / "weights").stat().st_mode & 0o777 == 0o640
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from litforge.data import write_jsonl
+
+def rows():
+    yield {"a": 1}
+    os.kill(os.getpid(), signal.SIGKILL)  # mid-write, as kill -9 would
+
+write_jsonl(sys.argv[1], rows())
+"""
+
+
+@pytest.mark.slow
+def test_staging_left_by_a_killed_writer_is_cleared_by_the_next_write(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], env=env, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    [stale] = tmp_path.glob(".pairs.jsonl.staging-*")
+    host = socket.gethostname()
+    alive = tmp_path / f".pairs.jsonl.staging-{host}-{os.getpid()}-0123abcd"  # a writer at work on this host
+    elsewhere = tmp_path / ".pairs.jsonl.staging-another-host-1-0123abcd"  # pids on other hosts are not ours to test
+    alive.write_text("")
+    elsewhere.write_text("")
+    write_jsonl(path, [{"a": 2}])
+    assert not stale.exists() and alive.exists() and elsewhere.exists()
+    assert [dict(record) for record in read_jsonl(path)] == [{"a": 2}]

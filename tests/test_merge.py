@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, MixtralForCausalLM
 
 from litforge.backbones import TinyModel
 from litforge.cli import main, run_lightning
-from litforge.merge import load_branch
+from litforge.errors import CheckpointError, ConfigError
+from litforge.merge import load_branch, merge_command
 
 
 def save_branch(tokenizer, folder, seed=0, **overrides):
@@ -60,17 +61,26 @@ def test_merge_from_yaml_with_a_seed_expert(tmp_path, tokenizer, branches):
 
 def test_merge_errors_are_clear(tmp_path, tokenizer, branches):
     odd, _ = save_branch(tokenizer, tmp_path / "odd", intermediate_size=128)
-    with pytest.raises(ValueError, match="expert 1 does not match expert 0"):
-        main(["merge", "--upcycler", "BTXMerge", "--experts", f"[{branches[0][0]},{odd}]", "--out",
-              str(tmp_path / "bad")])
+    with pytest.raises(ConfigError, match="^experts: expert 1 does not match expert 0"):
+        merge_command(["--upcycler", "BTXMerge", "--experts", f"[{branches[0][0]},{odd}]", "--out",
+                       str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")
     with pytest.raises(FileExistsError, match="not empty"):
         from litforge.merge import merge
         merge(BTXMerge(), [path for path, _ in branches], str(tmp_path / "full"))
-    with pytest.raises(FileNotFoundError, match="neither a litforge .ckpt"):
+    with pytest.raises(CheckpointError, match="missing: does not exist; a branch is a litforge .ckpt or a"):
         load_branch(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="empty: is a directory without config.json"):
+        load_branch(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="^dtype: must be one of float32, bfloat16, float16, got 'fp8'$"):
+        merge_command(["--upcycler", "BTXMerge", "--experts", f"[{branches[0][0]}]", "--out", str(tmp_path / "x"),
+                       "--dtype", "fp8"])
+    with pytest.raises(ConfigError, match="^experts: nothing to merge"):
+        merge_command(["--upcycler", "BTXMerge", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
 
 
 def test_domains_are_distinct_and_validated_separately(tokenizer):
@@ -133,5 +143,5 @@ def test_moe_module_refuses_a_dense_model(tmp_path, branches):
     from litforge.backbones import LocalCheckpoint
 
     module = MoECausalLM(backbone=LocalCheckpoint(branches[0][0]))
-    with pytest.raises(ValueError, match="Mixtral-format"):
+    with pytest.raises(ConfigError, match="^backbone: MoECausalLM needs a Mixtral-format model"):
         module.configure_model()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedModel
 
+from litforge.errors import ConfigError, require
+
 DENSE_TYPES = ("llama", "mistral")  # decoder blocks whose non-FFN weights have Mixtral's names and shapes
 CONFIG_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps",
@@ -30,20 +32,20 @@ class Upcycler:
 
 
 def check_compatible(models: Sequence[PreTrainedModel], names: Sequence[str] | None = None) -> None:
-    """Raise ValueError naming the first parameter whose name or shape differs between the models."""
-    if not models:
-        raise ValueError("no models to merge")
+    """Raise ConfigError naming the first parameter whose name or shape differs between the models."""
+    require(bool(models), "experts", "no models to merge")
     names = list(names) if names is not None else [f"model {index}" for index in range(len(models))]
     reference = {key: tuple(value.shape) for key, value in models[0].state_dict().items()}
     for model, name in zip(models[1:], names[1:]):
         if model.config.model_type != models[0].config.model_type:
-            raise ValueError(f"{name} is a {model.config.model_type!r} model but {names[0]} is "
-                             f"{models[0].config.model_type!r}; branches must come from one seed")
+            raise ConfigError("experts", f"{name} is a {model.config.model_type!r} model but {names[0]} is "
+                                         f"{models[0].config.model_type!r}; branches must come from one seed")
         shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
         for key in sorted(reference.keys() | shapes.keys()):
             if reference.get(key) != shapes.get(key):
-                raise ValueError(f"{name} does not match {names[0]}: {key} has shape {shapes.get(key)} vs "
-                                 f"{reference.get(key)} (None = missing); branches must share the seed's config")
+                raise ConfigError("experts", f"{name} does not match {names[0]}: {key} has shape {shapes.get(key)} "
+                                             f"vs {reference.get(key)} (None = missing); branches must share the "
+                                             "seed's config")
 
 
 def average_state(models: Sequence[PreTrainedModel], weights: Sequence[float] | None = None,
@@ -58,12 +60,12 @@ def average_state(models: Sequence[PreTrainedModel], weights: Sequence[float] | 
 def mixtral_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok: int) -> MixtralConfig:
     """A Mixtral config with the dense model's shapes, rotary settings and special tokens, and `num_experts` FFNs."""
     config = dense.config
-    if config.model_type not in DENSE_TYPES:
-        raise ValueError(f"cannot upcycle a {config.model_type!r} model to Mixtral; supported: {', '.join(DENSE_TYPES)}")
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        raise ValueError("Mixtral has no attention or FFN biases; the dense model uses them")
-    if not 1 <= num_experts_per_tok <= num_experts:
-        raise ValueError(f"num_experts_per_tok={num_experts_per_tok} must be between 1 and {num_experts} experts")
+    require(config.model_type in DENSE_TYPES, "experts",
+            f"cannot upcycle a {config.model_type!r} model to Mixtral; supported: {', '.join(DENSE_TYPES)}")
+    require(not (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)), "experts",
+            "Mixtral has no attention or FFN biases; the dense model uses them")
+    require(1 <= num_experts_per_tok <= num_experts, "num_experts_per_tok",
+            f"must be between 1 and the {num_experts} experts, got {num_experts_per_tok}")
     fields = {name: getattr(config, name) for name in CONFIG_FIELDS if getattr(config, name, None) is not None}
     fields["sliding_window"] = getattr(config, "sliding_window", None)
     return MixtralConfig(num_local_experts=num_experts, num_experts_per_tok=num_experts_per_tok, **fields)
