@@ -20,6 +20,7 @@ from typing import Any
 
 from litforge.data import encode_prompt_response
 from litforge.datamodules.base import LMDataModule
+from litforge.errors import require
 from litforge.plugins.judges.llm import fill
 
 SPLITS = ("train", "val", "test")
@@ -85,9 +86,11 @@ def arithmetic_questions(count: int, split: str = "train", seed: int = 0, num_te
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    require(num_terms >= 1, "num_terms", f"must be >= 1, got {num_terms}")
+    require(min_operand <= max_operand, "max_operand", f"must be >= min_operand={min_operand}, got {max_operand}")
     space = (max_operand - min_operand + 1) ** num_terms
-    if count > space // 20:
-        raise ValueError(f"{count} questions asked from a space of {space}; widen the operand range")
+    require(count <= space // 20, "max_operand",
+            f"{count} questions asked from a space of {space} (at most 1 in 20 is drawn); widen the operand range")
     rng = random.Random(f"{seed}-{split}-{num_terms}")
     questions, seen = [], set()
     while len(questions) < count:
@@ -261,8 +264,8 @@ class SelfRewardSeedDataModule(ArithmeticSFTDataModule):
 
     def __init__(self, num_eft: int = 2000, template: str = GRADE_TEMPLATE, eft_seed: int = 0, **kwargs):
         kwargs.setdefault("max_length", 128)
-        if "{response}" not in template:
-            raise ValueError(f"template: needs a {{response}} slot (and usually {{prompt}}), got {template!r}")
+        require("{response}" in template, "template",
+                f"needs a {{response}} slot (and usually {{prompt}}), got {template!r}")
         super().__init__(**kwargs)
         self.num_eft, self.template, self.eft_seed = num_eft, template, eft_seed
 

@@ -21,6 +21,7 @@ from typing import Any
 from litforge.datamodules.base import LMDataModule
 
 from litforge.data import encode_prompt_response, write_jsonl
+from litforge.errors import require
 
 VARIABLES = "xyzuv"
 
@@ -28,8 +29,9 @@ VARIABLES = "xyzuv"
 def counting_example(rng: random.Random, num_vars: int = 1, min_statements: int = 8, max_statements: int = 24,
                      max_value: int = 10) -> dict[str, str]:
     """A program of `pass;` (weight 50), `v ++;` (7) and `v = 0 ;` (1), then `print v`; response: v's value."""
-    if not 1 <= num_vars <= len(VARIABLES):
-        raise ValueError(f"num_vars must be 1..{len(VARIABLES)}, got {num_vars}")
+    require(1 <= num_vars <= len(VARIABLES), "num_vars", f"must be in 1..{len(VARIABLES)}, got {num_vars}")
+    require(0 <= min_statements <= max_statements, "max_statements",
+            f"must be >= min_statements={min_statements} >= 0, got {max_statements}")
     names = VARIABLES[:num_vars]
     values = dict.fromkeys(names, 0)
     statements = [f"{name} = 0 ;" for name in names]
@@ -51,8 +53,8 @@ def counting_example(rng: random.Random, num_vars: int = 1, min_statements: int 
 def flipflop_example(rng: random.Random, length: int = 32, p_ignore: float = 0.8) -> dict[str, str]:
     """`length` instructions: first a write, last a read, between them ignore with probability `p_ignore`, else
     write or read (equally); response: the bit of the last write."""
-    if length < 2 or not 0.0 <= p_ignore <= 1.0:
-        raise ValueError(f"need length >= 2 and 0 <= p_ignore <= 1, got {length}, {p_ignore}")
+    require(length >= 2, "length", f"must be >= 2, got {length}")
+    require(0.0 <= p_ignore <= 1.0, "p_ignore", f"must be in [0, 1], got {p_ignore}")
     memory = rng.choice("01")
     instructions = ["w" + memory]
     for _ in range(length - 2):
@@ -70,8 +72,7 @@ def flipflop_example(rng: random.Random, length: int = 32, p_ignore: float = 0.8
 def selective_copy_example(rng: random.Random, length: int = 32, num_tokens: int = 8, blank: float = 0.5,
                            alphabet: str = "abcdefgh") -> dict[str, str]:
     """A sequence of `length` positions holding `num_tokens` letters, the rest blank (`.`); response: the letters."""
-    if num_tokens > length:
-        raise ValueError(f"num_tokens ({num_tokens}) must not exceed length ({length})")
+    require(1 <= num_tokens <= length, "num_tokens", f"must be in 1..length={length}, got {num_tokens}")
     slots = sorted(rng.sample(range(length), num_tokens))
     letters = [rng.choice(alphabet) for _ in slots]
     sequence = ["."] * length
@@ -125,9 +126,9 @@ class SyntheticTaskDataModule(LMDataModule):
     def encode(self, example: dict[str, str]) -> dict[str, list[int]]:
         """Tokens of one example, refused if longer than `max_length`."""
         sample = encode_prompt_response(self.tokenizer, example["prompt"], example["response"])
-        if len(sample["input_ids"]) > self.max_length:
-            raise ValueError(f"{type(self).__name__}: an example has {len(sample['input_ids'])} tokens, more than "
-                             f"max_length={self.max_length}; raise max_length or shorten the task")
+        require(len(sample["input_ids"]) <= self.max_length, "max_length",
+                f"{type(self).__name__}: an example has {len(sample['input_ids'])} tokens, more than "
+                f"max_length={self.max_length}; raise max_length or shorten the task")
         return sample
 
     def write_jsonl(self, folder: str | os.PathLike) -> list[str]:
@@ -178,6 +179,10 @@ class FlipFlopDataModule(SyntheticTaskDataModule):
 
     def __init__(self, length: int = 32, p_ignore: float = 0.8, p_ignore_sparse: float = 0.98,
                  p_ignore_dense: float = 0.1, **kwargs):
+        require(length >= 2, "length", f"must be >= 2, got {length}")
+        for field, rate in [("p_ignore", p_ignore), ("p_ignore_sparse", p_ignore_sparse),
+                            ("p_ignore_dense", p_ignore_dense)]:
+            require(0 <= rate <= 1, field, f"must be in [0, 1], got {rate}")
         super().__init__(**kwargs)
         self.length, self.rates = length, {"in_dist": p_ignore, "ood_sparse": p_ignore_sparse,
                                            "ood_dense": p_ignore_dense}
@@ -205,6 +210,9 @@ class SelectiveCopyDataModule(SyntheticTaskDataModule):
 
     def __init__(self, num_tokens: int = 8, length: int = 32, length_sparse: int = 64, length_dense: int = 16,
                  **kwargs):
+        require(num_tokens >= 1, "num_tokens", f"must be >= 1, got {num_tokens}")
+        for field, length_of in [("length", length), ("length_sparse", length_sparse), ("length_dense", length_dense)]:
+            require(length_of >= num_tokens, field, f"must be >= num_tokens={num_tokens}, got {length_of}")
         super().__init__(**kwargs)
         self.num_tokens = num_tokens
         self.lengths = {"in_dist": length, "ood_sparse": length_sparse, "ood_dense": length_dense}

@@ -13,6 +13,7 @@ import random
 from litforge.datamodules.base import LMDataModule
 
 from litforge.data import encode_text, pack
+from litforge.errors import require
 
 SYLLABLES = ["ka", "lo", "mi", "zu", "ter", "ven", "dra", "qui", "sol", "ba", "nor", "eth", "ix", "pa", "rho", "ul"]
 
@@ -82,8 +83,8 @@ class MixedDomainDataModule(LMDataModule):
         super().__init__(**kwargs)
         domains = list(DOMAINS) if domains is None else domains
         unknown = [name for name in domains if name not in DOMAINS]
-        if unknown or not domains:
-            raise ValueError(f"unknown domains {unknown}; known: {', '.join(DOMAINS)}")
+        require(bool(domains) and not unknown, "domains",
+                f"unknown domains {unknown}; known: {', '.join(DOMAINS)}" if unknown else "is empty")
         self.domains = list(domains)
         self.num_train = num_train
         self.num_val = num_val

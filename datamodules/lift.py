@@ -27,6 +27,7 @@ from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.preference import PairCollator, PreferenceDataModule
 
 from litforge.data import DataError, encode_prompt_response, read_jsonl
+from litforge.errors import require
 from litforge.length import (
     DEFAULT_TEMPLATE,
     BetweenLengths,
@@ -48,8 +49,7 @@ def augment_pairs(pairs: Sequence[Pair], instruction: LengthInstruction, rule: L
     picked from the responses' word counts, the limit instruction is prepended to the prompt, and the pair is
     relabelled: both within the limit keep the original preference, exactly one within wins, neither is dropped.
     """
-    if ratio < 0:
-        raise ValueError(f"augmentation ratio must be >= 0, got {ratio}")
+    require(ratio >= 0, "ratio", f"must be >= 0, got {ratio}")
     rng = random.Random(seed)
     target = round(ratio * len(pairs))
     stats = {"original": len(pairs) if keep_original else 0, "kept": 0, "flipped": 0, "dropped": 0}
@@ -108,8 +108,11 @@ class LengthBiasedTask:
 
     def __init__(self, num_topics: int = 8, min_words: int = 2, max_words: int = 12, long_bias: float = 0.9,
                  error_rate: float = 0.5):
-        if not 1 <= num_topics <= 26 or not 1 <= min_words < max_words:
-            raise ValueError("need 1 <= num_topics <= 26 and 1 <= min_words < max_words")
+        require(1 <= num_topics <= 26, "num_topics", f"must be in 1..26, got {num_topics}")
+        require(min_words >= 1, "min_words", f"must be >= 1, got {min_words}")
+        require(max_words > min_words, "max_words", f"must be > min_words={min_words}, got {max_words}")
+        require(0 <= long_bias <= 1, "long_bias", f"must be in [0, 1], got {long_bias}")
+        require(0 <= error_rate <= 1, "error_rate", f"must be in [0, 1], got {error_rate}")
         self.topics = [chr(ord("a") + i) for i in range(num_topics)]
         self.min_words, self.max_words = min_words, max_words
         self.long_bias, self.error_rate = long_bias, error_rate
@@ -202,6 +205,7 @@ class LengthInstructedDataModule(PreferenceDataModule):
                  limit_rule: LimitRule = lazy_instance(BetweenLengths),
                  ratio: float = 1.0, augment_val: bool = True, length_prompts_path: str | None = None,
                  prepend_instruction: bool = True, **kwargs):
+        require(ratio >= 0, "ratio", f"must be >= 0, got {ratio}")
         super().__init__(**kwargs)
         self.source = source
         self.instruction = LengthInstruction(template)
@@ -308,6 +312,7 @@ class LengthBiasedSFTDataModule(LMDataModule):
     def __init__(self, num_train: int = 3000, num_val: int = 200, instructed_share: float = 0.5,
                  template: str = DEFAULT_TEMPLATE, num_topics: int = 8, min_words: int = 2, max_words: int = 12,
                  task_seed: int = 0, **kwargs):
+        require(0 <= instructed_share <= 1, "instructed_share", f"must be in [0, 1], got {instructed_share}")
         kwargs.setdefault("max_length", 96)
         super().__init__(**kwargs)
         self.task = LengthBiasedTask(num_topics, min_words, max_words)

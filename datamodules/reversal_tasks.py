@@ -31,6 +31,7 @@ from litforge.plugins.reversal.entity import EntityDetector, EntityPreservingRev
 from litforge.plugins.reversal.token import TokenReversal
 
 from litforge.data import IGNORE_INDEX, Record, Sample, check_length, read_jsonl
+from litforge.errors import require
 
 
 def encode_with_entities(tokenizer, text: str, spans: Sequence[Sequence[int]] | None,
@@ -114,10 +115,10 @@ class SymbolicReversalDataModule(ReversalTaskDataModule):
                  **kwargs):
         super().__init__(**kwargs)
         alphabet = string.ascii_letters + string.digits
-        if not 1 <= num_symbols <= len(alphabet):
-            raise ValueError(f"num_symbols must be in [1, {len(alphabet)}], got {num_symbols}")
-        if num_symbols ** entity_length < 2 * num_pairs:
-            raise ValueError(f"{num_symbols}^{entity_length} names are too few for {num_pairs} pairs")
+        require(1 <= num_symbols <= len(alphabet), "num_symbols", f"must be in [1, {len(alphabet)}], got {num_symbols}")
+        require(entity_length >= 1, "entity_length", f"must be >= 1, got {entity_length}")
+        require(num_symbols ** entity_length >= 2 * num_pairs, "num_pairs",
+                f"{num_symbols}^{entity_length} names are too few for {num_pairs} pairs")
         self.symbols = alphabet[:num_symbols]
         self.num_pairs, self.entity_length, self.relation = num_pairs, entity_length, relation
 
@@ -169,8 +170,8 @@ class BiographyReversalDataModule(ReversalTaskDataModule):
 
     def __init__(self, num_people: int = 200, **kwargs):
         super().__init__(**kwargs)
-        if num_people > len(self.FIRST) * len(self.LAST):
-            raise ValueError(f"at most {len(self.FIRST) * len(self.LAST)} people have distinct names")
+        require(num_people <= len(self.FIRST) * len(self.LAST), "num_people",
+                f"at most {len(self.FIRST) * len(self.LAST)} people have distinct names, got {num_people}")
         self.num_people = num_people
 
     def facts(self):

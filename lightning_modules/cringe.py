@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from litforge.errors import require
 from litforge.lightning_modules.preference import PreferenceModule
 from litforge.losses import cringe_loss, pairwise_cringe_loss
 
@@ -33,6 +34,10 @@ class PairwiseCringe(PreferenceModule):
 
     def __init__(self, alpha: float = 1.0, b: float = 2.0, tau: float = 1.0, k: int = 5,
                  stop_gate_gradient: bool = True, **kwargs):
+        require(alpha >= 0, "alpha", f"must be >= 0, got {alpha}")
+        require(b >= 0, "b", f"must be >= 0 (a margin in nats), got {b}")
+        require(tau > 0, "tau", f"must be > 0, got {tau}")
+        require(k >= 1, "k", f"must be >= 1, got {k}")
         super().__init__(**kwargs)
         self.alpha, self.b, self.tau, self.k = alpha, b, tau, k
         self.stop_gate_gradient = stop_gate_gradient

@@ -8,6 +8,7 @@ Departures from the paper:
 
 from __future__ import annotations
 
+from litforge.errors import require
 from litforge.lightning_modules.preference import PreferenceModule
 from litforge.losses import dpo_nll_loss
 
@@ -22,6 +23,8 @@ class DPONLL(PreferenceModule):
     """
 
     def __init__(self, beta: float = 0.1, alpha: float = 1.0, **kwargs):
+        require(beta > 0, "beta", f"must be > 0, got {beta}")
+        require(alpha >= 0, "alpha", f"must be >= 0, got {alpha}")
         super().__init__(**kwargs)
         self.beta = beta
         self.alpha = alpha

@@ -21,6 +21,7 @@ from litforge.lightning_modules.dpo_nll import DPONLL
 from litforge.plugins.judges.base import Judge
 from torchmetrics import MeanMetric
 
+from litforge.errors import require
 from litforge.generation import generate
 from litforge.length import count_words, length_instructed_win_rate
 
@@ -35,6 +36,7 @@ class LiftDPO(DPONLL):
     """
 
     def __init__(self, max_new_tokens: int = 128, judge: Judge | None = None, **kwargs):
+        require(max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {max_new_tokens}")
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["judge", "reference", "backbone", "tokenizer", "position", "optimizer",
                                           "scheduler"])

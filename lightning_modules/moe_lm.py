@@ -18,6 +18,7 @@ import torch
 from litforge.lightning_modules.causal_lm import CausalLM
 from litforge.plugins.moe.router import freeze_experts, routing_fractions
 
+from litforge.errors import require
 from litforge.losses import load_balancing_loss, token_cross_entropy
 
 
@@ -31,6 +32,7 @@ class MoECausalLM(CausalLM):
     """
 
     def __init__(self, *args, router_aux_loss_coef: float = 0.01, freeze_experts: bool = False, **kwargs):
+        require(router_aux_loss_coef >= 0, "router_aux_loss_coef", f"must be >= 0, got {router_aux_loss_coef}")
         super().__init__(*args, **kwargs)
         self.router_aux_loss_coef = router_aux_loss_coef
         self.freeze_experts = freeze_experts
@@ -40,9 +42,9 @@ class MoECausalLM(CausalLM):
 
     def configure_model(self) -> None:
         super().configure_model()
-        if not hasattr(self.model.config, "num_local_experts"):
-            raise ValueError(f"MoECausalLM needs a Mixtral-format model; got {self.model.config.model_type!r} "
-                             "(merge branches with `litforge merge` and load the result with LocalCheckpoint)")
+        require(hasattr(self.model.config, "num_local_experts"), "backbone",
+                f"MoECausalLM needs a Mixtral-format model; got {self.model.config.model_type!r} "
+                "(merge branches with `litforge merge` and load the result with LocalCheckpoint)")
         if self.freeze_experts:
             freeze_experts(self.model)
 

@@ -28,6 +28,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from litforge.data import IGNORE_INDEX, Collator, Sample
+from litforge.errors import require
 from litforge.losses import shift, token_cross_entropy
 
 
@@ -47,8 +48,8 @@ class ReverseLM(CausalLM):
         super().__init__(**kwargs)
         # the transform is an object: keep it out of the checkpoint so `torch.load(weights_only=True)` still reads it
         self.save_hyperparameters(ignore=["backbone", "tokenizer", "position", "optimizer", "scheduler", "transform"])
-        if reverse_probability is not None and not 0.0 <= reverse_probability <= 1.0:
-            raise ValueError(f"reverse_probability must be in [0, 1] or null, got {reverse_probability}")
+        require(reverse_probability is None or 0.0 <= reverse_probability <= 1.0, "reverse_probability",
+                f"must be in [0, 1] or null, got {reverse_probability}")
         self.transform = transform
         self.reverse_probability = reverse_probability
         self.reverse_seed = reverse_seed

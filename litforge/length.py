@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 
 from litforge.data import DataError
+from litforge.errors import require
 
 DEFAULT_TEMPLATE = "Answer in at most {max_len} words.\n\n{instruction}"
 
@@ -53,11 +54,10 @@ class LengthInstruction:
 
     def __init__(self, template: str = DEFAULT_TEMPLATE):
         for slot in ("{max_len}", "{instruction}"):
-            if template.count(slot) != 1:
-                raise ValueError(f"length template must contain {slot} exactly once: {template!r}")
+            require(template.count(slot) == 1, "template", f"must contain {slot} exactly once: {template!r}")
         literal = re.split(r"(\{max_len\}|\{instruction\})", template)
-        if any("{" in part or "}" in part for part in literal[::2]):
-            raise ValueError(f"length template may only use the slots {{max_len}} and {{instruction}}: {template!r}")
+        require(not any("{" in part or "}" in part for part in literal[::2]), "template",
+                f"may only use the slots {{max_len}} and {{instruction}}: {template!r}")
         self.template = template
         groups = {"{max_len}": r"(?P<max_len>[0-9]+)", "{instruction}": r"(?P<instruction>.*)"}
         pattern = "".join(groups.get(part, re.escape(part)) for part in literal)
@@ -116,8 +116,8 @@ class AroundLengths(LimitRule):
     """
 
     def __init__(self, low: float = 0.5, high: float = 1.5):
-        if not 0 <= low <= high:
-            raise ValueError(f"need 0 <= low <= high, got low={low}, high={high}")
+        require(low >= 0, "low", f"must be >= 0, got {low}")
+        require(high >= low, "high", f"must be >= low={low}, got {high}")
         self.low, self.high = low, high
 
     def pick(self, chosen_words: int, rejected_words: int, rng: random.Random) -> int:
@@ -134,9 +134,11 @@ class FixedLimits(LimitRule):
     """
 
     def __init__(self, limits: list[int] = [50, 100, 200]):
-        if not limits:
-            raise ValueError("FixedLimits needs at least one limit")
-        self.limits = [check_limit(limit, field="limits") for limit in limits]
+        require(bool(limits), "limits", "needs at least one limit")
+        for limit in limits:
+            require(isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1, "limits",
+                    f"each must be a positive integer, got {limit!r}")
+        self.limits = list(limits)
 
     def pick(self, chosen_words: int, rejected_words: int, rng: random.Random) -> int:
         return rng.choice(self.limits)

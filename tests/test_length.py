@@ -7,6 +7,7 @@ import random
 import pytest
 
 from litforge.data import DataError
+from litforge.errors import ConfigError
 from litforge.length import (
     AroundLengths,
     BetweenLengths,
@@ -110,7 +111,7 @@ def test_around_lengths_covers_all_cases_and_fixed_limits():
     outcomes = {relabel(words(10), words(4), limit) is None for limit in limits}
     assert outcomes == {True, False}
     assert {FixedLimits([3, 8]).pick(1, 100, rng) for _ in range(50)} == {3, 8}
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         FixedLimits([3, 0])
 
 
@@ -131,3 +132,17 @@ def test_length_instructed_win_rate_counts_violations_as_losses():
     judged = [1.0, 1.0, 0.5, None]  # the judge liked the violating response; the last verdict is unparseable
     # scores: 1.0, 0.0 (violation), 0.5; the None is dropped
     assert length_instructed_win_rate(responses, limits, judged) == pytest.approx(1.5 / 3)
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: AroundLengths(low=-0.1), "low"),
+    (lambda: AroundLengths(low=2.0, high=1.5), "high"),
+    (lambda: FixedLimits([]), "limits"),
+    (lambda: FixedLimits([50, 0]), "limits"),
+    (lambda: FixedLimits([50, 2.5]), "limits"),
+    (lambda: LengthInstruction("{max_len} only"), "template"),
+])
+def test_bad_limit_rules_are_config_errors_naming_the_field(make, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        make()
+    assert caught.value.field == field

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from litforge.plugins.judges.base import Judge
+from litforge.plugins.judges.base import Judge, one_group_pattern
 
 
 class AnswerJudge(Judge):
@@ -20,9 +18,7 @@ class AnswerJudge(Judge):
     """
 
     def __init__(self, pattern: str = r"=\s*(-?\d+(?:\.\d+)?)", numeric: bool = True):
-        self.pattern = re.compile(pattern)
-        if self.pattern.groups != 1:
-            raise ValueError(f"AnswerJudge pattern needs exactly one capturing group: {pattern!r}")
+        self.pattern = one_group_pattern(pattern, "pattern")
         self.numeric = numeric
 
     def extract(self, response: str) -> str | None:

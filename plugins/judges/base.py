@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from litforge.errors import ConfigError, require
 
 
 class Judge:
@@ -21,3 +25,13 @@ class Judge:
               references: list[str | None] | None = None) -> list[float | None]:
         """One score per (prompt, response[, reference]), or None where the judge gave no verdict."""
         raise NotImplementedError
+
+
+def one_group_pattern(pattern: str, field: str) -> re.Pattern:
+    """`pattern` compiled; ConfigError naming `field` unless it is a regular expression with one capturing group."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ConfigError(field, f"not a regular expression ({error}): {pattern!r}") from None
+    require(compiled.groups == 1, field, f"needs exactly one capturing group, has {compiled.groups}: {pattern!r}")
+    return compiled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litforge.plugins.judges.base import Judge
 
+from litforge.errors import require
 from litforge.length import DEFAULT_TEMPLATE, LengthInstruction, count_words
 
 
@@ -19,6 +20,7 @@ class LengthJudge(Judge):
     """
 
     def __init__(self, max_words: int | None = None, template: str = DEFAULT_TEMPLATE):
+        require(max_words is None or max_words >= 1, "max_words", f"must be >= 1 or null, got {max_words}")
         self.max_words = max_words
         self.instruction = LengthInstruction(template)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 
-from litforge.plugins.judges.base import Judge
+from litforge.plugins.judges.base import Judge, one_group_pattern
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from litforge.errors import require
 from litforge.generation import generate
 
 ADDITIVE_RUBRIC = (
@@ -71,8 +72,14 @@ class LLMJudge(Judge):
                  temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 128, min_score: float = 0,
                  max_score: float = 5, score_pattern: str = r"Score:\s*(-?\d+(?:\.\d+)?)", batch_size: int = 64,
                  seed: int = 0):
-        if "{response}" not in template:
-            raise ValueError("LLMJudge template needs a {response} slot (and usually {prompt})")
+        require("{response}" in template, "template", "needs a {response} slot (and usually {prompt})")
+        require(samples >= 1, "samples", f"must be >= 1, got {samples}")
+        require(temperature >= 0, "temperature", f"must be >= 0, got {temperature}")
+        require(0 <= top_p <= 1, "top_p", f"must be in [0, 1], got {top_p}")
+        require(max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {max_new_tokens}")
+        require(min_score < max_score, "max_score", f"must be above min_score={min_score}, got {max_score}")
+        one_group_pattern(score_pattern, "score_pattern")
+        require(batch_size >= 1, "batch_size", f"must be >= 1, got {batch_size}")
         self.checkpoint, self.template, self.samples = checkpoint, template, samples
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.min_score, self.max_score, self.score_pattern = min_score, max_score, score_pattern

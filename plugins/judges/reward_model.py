@@ -8,6 +8,7 @@ import torch
 from litforge.plugins.judges.base import Judge
 from transformers import AutoModelForSequenceClassification
 
+from litforge.errors import CheckpointError, require
 from litforge.tokenizer import load_tokenizer
 
 
@@ -28,11 +29,16 @@ class RewardModelJudge(Judge):
 
     def __init__(self, path: str, label: int = 0, template: str = "{prompt}\n{response}", batch_size: int = 32,
                  max_length: int = 512, trust_remote_code: bool = False):
+        require(label >= 0, "label", f"must be >= 0, got {label}")
+        require(batch_size >= 1, "batch_size", f"must be >= 1, got {batch_size}")
+        require(max_length >= 1, "max_length", f"must be >= 1, got {max_length}")
         directory = Path(path)
         if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"{directory}: no config.json; RewardModelJudge needs a save_pretrained directory")
+            raise CheckpointError(directory, "has no config.json; RewardModelJudge needs a save_pretrained directory")
         self.model = AutoModelForSequenceClassification.from_pretrained(
             directory, local_files_only=True, trust_remote_code=trust_remote_code).eval()
+        require(label < self.model.config.num_labels, "label",
+                f"must be below the model's {self.model.config.num_labels} outputs, got {label}")
         has_tokenizer = any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
         self.tokenizer = load_tokenizer(directory if has_tokenizer else None, trust_remote_code)
         if self.model.config.pad_token_id is None:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from litforge.plugins.moe.base import Upcycler, average_state, check_compatible
 from transformers import PreTrainedModel
 
+from litforge.errors import require
+
 
 class BranchTrainMerge(Upcycler):
     """Average the branches' parameters into one dense model.
@@ -22,12 +24,14 @@ class BranchTrainMerge(Upcycler):
     """
 
     def __init__(self, weights: list[float] | None = None):
+        require(weights is None or (all(w >= 0 for w in weights) and sum(weights) > 0), "weights",
+                f"must be >= 0 with a positive sum, got {weights}")
         self.weights = weights
 
     def merge(self, experts: Sequence[PreTrainedModel], seed: PreTrainedModel | None = None) -> PreTrainedModel:
         check_compatible(experts, [f"expert {index}" for index in range(len(experts))])
-        if self.weights is not None and len(self.weights) != len(experts):
-            raise ValueError(f"{len(self.weights)} weights for {len(experts)} experts")
+        require(self.weights is None or len(self.weights) == len(experts), "weights",
+                f"{len(self.weights or [])} weights for {len(experts)} experts")
         merged = copy.deepcopy(experts[0]).float()
         merged.load_state_dict(average_state(experts, self.weights))
         return merged.eval()

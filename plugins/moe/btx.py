@@ -26,6 +26,8 @@ from litforge.plugins.moe.base import (
 )
 from transformers import PreTrainedModel
 
+from litforge.errors import require
+
 
 class BTXMerge(Upcycler):
     """Mix N domain experts into one Mixtral MoE: FFNs become experts, everything else is averaged.
@@ -39,14 +41,15 @@ class BTXMerge(Upcycler):
 
     def __init__(self, num_experts_per_tok: int = 2, include_seed: bool = False, router_std: float | None = None,
                  seed: int = 0):
+        require(num_experts_per_tok >= 1, "num_experts_per_tok", f"must be >= 1, got {num_experts_per_tok}")
+        require(router_std is None or router_std > 0, "router_std", f"must be > 0 or null, got {router_std}")
         self.num_experts_per_tok = num_experts_per_tok
         self.include_seed = include_seed
         self.router_std = router_std
         self.seed = seed
 
     def merge(self, experts: Sequence[PreTrainedModel], seed: PreTrainedModel | None = None) -> PreTrainedModel:
-        if self.include_seed and seed is None:
-            raise ValueError("BTXMerge(include_seed=True) needs the seed model")
+        require(not self.include_seed or seed is not None, "seed", "BTXMerge(include_seed=True) needs the seed model")
         sources = list(experts) + ([seed] if self.include_seed else [])
         check_compatible(sources, [f"expert {index}" for index in range(len(experts))] + ["seed"] * self.include_seed)
         config = mixtral_config(sources[0], len(sources), self.num_experts_per_tok)

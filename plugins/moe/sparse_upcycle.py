@@ -15,6 +15,8 @@ import torch
 from litforge.plugins.moe.base import Upcycler, build_mixtral, dense_ffn, mixtral_config
 from transformers import PreTrainedModel
 
+from litforge.errors import require
+
 
 class SparseUpcycle(Upcycler):
     """Copy one dense model's FFN into `num_experts` experts of a Mixtral MoE; everything else is kept as is.
@@ -29,6 +31,11 @@ class SparseUpcycle(Upcycler):
 
     def __init__(self, num_experts: int = 4, num_experts_per_tok: int = 2, noise: float = 0.0,
                  router_std: float | None = None, seed: int = 0):
+        require(num_experts >= 1, "num_experts", f"must be >= 1, got {num_experts}")
+        require(1 <= num_experts_per_tok <= num_experts, "num_experts_per_tok",
+                f"must be between 1 and num_experts={num_experts}, got {num_experts_per_tok}")
+        require(noise >= 0, "noise", f"must be >= 0, got {noise}")
+        require(router_std is None or router_std > 0, "router_std", f"must be > 0 or null, got {router_std}")
         self.num_experts = num_experts
         self.num_experts_per_tok = num_experts_per_tok
         self.noise = noise
@@ -37,8 +44,8 @@ class SparseUpcycle(Upcycler):
 
     def merge(self, experts: Sequence[PreTrainedModel], seed: PreTrainedModel | None = None) -> PreTrainedModel:
         if seed is None:
-            if len(experts) != 1:
-                raise ValueError("SparseUpcycle copies one dense model: pass the seed, or exactly one model")
+            require(len(experts) == 1, "experts", "SparseUpcycle copies one dense model: pass the seed, or exactly "
+                                                  f"one model (got {len(experts)})")
             seed = experts[0]
         config = mixtral_config(seed, self.num_experts, self.num_experts_per_tok)
         generator = torch.Generator().manual_seed(self.seed + 1)

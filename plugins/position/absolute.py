@@ -13,6 +13,8 @@ from litforge.plugins.position.base import PositionEncoding, disable_rotary
 from torch import nn
 from transformers import PreTrainedModel
 
+from litforge.errors import require
+
 
 class Absolute(PositionEncoding):
     """Add a learned embedding of each token's absolute position to its input embedding (RoPE off).
@@ -23,6 +25,9 @@ class Absolute(PositionEncoding):
     """
 
     def __init__(self, max_positions: int | None = None, init_std: float = 0.02):
+        require(max_positions is None or max_positions >= 1, "max_positions",
+                f"must be >= 1 or null, got {max_positions}")
+        require(init_std >= 0, "init_std", f"must be >= 0, got {init_std}")
         self.max_positions = max_positions
         self.init_std = init_std
 
@@ -30,6 +35,7 @@ class Absolute(PositionEncoding):
         return {"max_positions": self.max_positions, "init_std": self.init_std}
 
     def attach(self, model: PreTrainedModel) -> None:
+        self.claim(model)
         disable_rotary(model)
         decoder = model.base_model
         size = self.max_positions or model.config.max_position_embeddings

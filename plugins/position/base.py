@@ -15,7 +15,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from litforge.errors import require
+
 CONFIG_KEY = "litforge_position"  # the model config field that records which encoding a model uses
+ATTACHED = "litforge_position_attached"  # the model attribute that marks an encoding as attached to that instance
 
 
 class PositionEncoding:
@@ -28,6 +31,14 @@ class PositionEncoding:
     def init_args(self) -> dict[str, Any]:
         """The constructor arguments, recorded in the model config so the encoding can be re-attached on load."""
         return {}
+
+    def claim(self, model: PreTrainedModel) -> None:
+        """Mark `model` as carrying this encoding (first thing in `attach`); ConfigError if one is attached already."""
+        attached = getattr(model, ATTACHED, None)
+        require(attached is None, "position",
+                f"{type(model).__name__} already has a position encoding attached ({attached}); a backbone loaded "
+                "from a litforge export brings its own, so leave `position:` unset")
+        setattr(model, ATTACHED, type(self).__name__)
 
     def record(self, model: PreTrainedModel) -> None:
         """Write `{class_path, init_args}` into `model.config`; `from_config` reads it back."""
@@ -110,10 +121,6 @@ def disable_rotary(model: PreTrainedModel) -> None:
                if type(module).__name__.endswith("RotaryEmbedding")]
     if not targets:
         raise TypeError(f"{type(model).__name__} has no rotary embedding module to turn off")
-    if any(isinstance(module, NoRotary) for module in model.modules()):
-        recorded = (getattr(model.config, CONFIG_KEY, None) or {}).get("class_path")
-        raise ValueError(f"{type(model).__name__} already has a position encoding attached ({recorded}); "
-                         "a loaded export brings its own")
     for name, module in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

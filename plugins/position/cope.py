@@ -27,6 +27,8 @@ from torch.autograd.function import once_differentiable
 from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedModel
 from transformers.masking_utils import eager_mask
 
+from litforge.errors import require
+
 ATTENTION_NAME = "litforge_cope"
 
 
@@ -166,8 +168,7 @@ class CoPE(PositionEncoding):
     """
 
     def __init__(self, npos_max: int = 64, gate_key: bool = False):
-        if npos_max < 2:
-            raise ValueError(f"npos_max must be at least 2, got {npos_max}")
+        require(npos_max >= 2, "npos_max", f"must be >= 2 (positions interpolate between two entries), got {npos_max}")
         self.npos_max = npos_max
         self.gate_key = gate_key
 
@@ -175,6 +176,7 @@ class CoPE(PositionEncoding):
         return {"npos_max": self.npos_max, "gate_key": self.gate_key}
 
     def attach(self, model: PreTrainedModel) -> None:
+        self.claim(model)
         # registering under a litforge name changes no model until its own config selects that name
         AttentionInterface.register(ATTENTION_NAME, cope_attention)
         AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)  # a full additive mask: padding still arrives

@@ -10,5 +10,6 @@ class NoPE(PositionEncoding):
     """Turn the backbone's rotary embedding into the identity; attention (SDPA or eager) is left unchanged."""
 
     def attach(self, model: PreTrainedModel) -> None:
+        self.claim(model)
         disable_rotary(model)
         self.record(model)

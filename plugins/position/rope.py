@@ -10,4 +10,5 @@ class RoPE(PositionEncoding):
     """Keep the backbone's rotary position embedding (the default of Llama, Mistral, Qwen2 ...)."""
 
     def attach(self, model: PreTrainedModel) -> None:
+        self.claim(model)
         self.record(model)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from litforge.plugins.reversal.base import ReversalTransform
 
+from litforge.errors import require
+
 
 class RandomSegmentReversal(ReversalTransform):
     """Reverse the order of random segments whose lengths are drawn uniformly from [1, k] words.
@@ -23,8 +25,7 @@ class RandomSegmentReversal(ReversalTransform):
     """
 
     def __init__(self, k: int = 3, separator: str | None = None):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        require(k >= 1, "k", f"must be >= 1, got {k}")
         super().__init__(separator=separator)
         self.k = k
 

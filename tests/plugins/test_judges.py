@@ -8,6 +8,8 @@ import torch
 from litforge.plugins.judges import AnswerJudge, LengthJudge, LLMJudge, RewardModelJudge
 from litforge.plugins.judges.llm import fill, parse_score
 
+from litforge.errors import CheckpointError, ConfigError
+
 
 @pytest.mark.parametrize("reply, expected", [
     ("Relevant and complete.\nScore: 4", 4.0),                      # clean
@@ -98,5 +100,31 @@ def test_reward_model_judge_scores_like_the_checkpoint(tmp_path, tokenizer):
         ids = torch.tensor([tokenizer(f"{prompt}\n{response}")["input_ids"]])
         with torch.no_grad():
             assert score == pytest.approx(model(input_ids=ids).logits[0, 0].item(), abs=1e-5)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match="missing: has no config.json"):
         RewardModelJudge(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="^label: must be below the model's 1 outputs, got 1$"):
+        RewardModelJudge(str(tmp_path), label=1)
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: LLMJudge(template="no slot"), "template"),
+    (lambda: LLMJudge(samples=0), "samples"),
+    (lambda: LLMJudge(temperature=-0.5), "temperature"),
+    (lambda: LLMJudge(top_p=1.5), "top_p"),
+    (lambda: LLMJudge(top_p=-0.1), "top_p"),
+    (lambda: LLMJudge(max_new_tokens=0), "max_new_tokens"),
+    (lambda: LLMJudge(min_score=5, max_score=5), "max_score"),
+    (lambda: LLMJudge(score_pattern=r"Score: \d+"), "score_pattern"),
+    (lambda: LLMJudge(score_pattern=r"Score: (\d+"), "score_pattern"),
+    (lambda: LLMJudge(batch_size=0), "batch_size"),
+    (lambda: AnswerJudge(pattern=r"=(\d+)(\d)"), "pattern"),
+    (lambda: LengthJudge(max_words=0), "max_words"),
+    (lambda: LengthJudge(template="{instruction} only"), "template"),
+    (lambda: RewardModelJudge("unused", batch_size=0), "batch_size"),
+    (lambda: RewardModelJudge("unused", max_length=0), "max_length"),
+    (lambda: RewardModelJudge("unused", label=-1), "label"),
+])
+def test_bad_hyperparameters_are_config_errors_naming_the_field(make, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        make()
+    assert caught.value.field == field

@@ -10,6 +10,7 @@ from litforge.plugins.moe import BranchTrainMerge, BTXMerge, SparseUpcycle
 from litforge.plugins.moe.router import freeze_experts, routing_fractions
 
 from litforge.backbones import TinyModel
+from litforge.errors import ConfigError
 from litforge.losses import load_balancing_loss
 
 
@@ -59,7 +60,7 @@ def test_experts_with_different_configs_give_a_clear_error(tokenizer):
         BTXMerge().merge([build(tokenizer), build(tokenizer, intermediate_size=128)])
     with pytest.raises(ValueError, match="expert 1 does not match"):
         BranchTrainMerge().merge([build(tokenizer), build(tokenizer, num_hidden_layers=3)])
-    with pytest.raises(ValueError, match="num_experts_per_tok=3"):
+    with pytest.raises(ConfigError, match="^num_experts_per_tok: must be between 1 and the 2 experts, got 3$"):
         BTXMerge(num_experts_per_tok=3).merge([build(tokenizer), build(tokenizer)])
 
 
@@ -134,3 +135,27 @@ def test_freeze_experts_leaves_router_and_shared_parts_trainable(tokenizer):
     assert "model.layers.0.mlp.gate.weight" in trainable and "model.layers.0.self_attn.q_proj.weight" in trainable
     assert not any("experts" in name for name in trainable)
     assert math.isclose(sum(p.numel() for p in moe.parameters() if not p.requires_grad), 2 * 2 * 3 * 32 * 64)
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: BTXMerge(num_experts_per_tok=0), "num_experts_per_tok"),
+    (lambda: BTXMerge(router_std=0.0), "router_std"),
+    (lambda: SparseUpcycle(num_experts=0), "num_experts"),
+    (lambda: SparseUpcycle(num_experts=2, num_experts_per_tok=3), "num_experts_per_tok"),
+    (lambda: SparseUpcycle(noise=-0.1), "noise"),
+    (lambda: SparseUpcycle(router_std=-1.0), "router_std"),
+    (lambda: BranchTrainMerge(weights=[1.0, -1.0]), "weights"),
+    (lambda: BranchTrainMerge(weights=[0.0, 0.0]), "weights"),
+])
+def test_bad_hyperparameters_are_config_errors_naming_the_field(make, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        make()
+    assert caught.value.field == field
+
+
+def test_merge_time_mismatches_name_the_field(tokenizer):
+    model = build(tokenizer)
+    with pytest.raises(ConfigError, match="^weights: 3 weights for 2 experts$"):
+        BranchTrainMerge(weights=[1.0, 1.0, 1.0]).merge([model, model])
+    with pytest.raises(ConfigError, match="^seed: BTXMerge"):
+        BTXMerge(include_seed=True).merge([model, model])

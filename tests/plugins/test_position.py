@@ -7,6 +7,8 @@ import torch
 from litforge.plugins.position import Absolute, CoPE, NoPE, RoPE, from_config, reattach
 from litforge.plugins.position.base import NoRotary
 
+from litforge.errors import ConfigError
+
 
 def build(tiny_backbone, tokenizer):
     return tiny_backbone.build(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
@@ -66,3 +68,25 @@ def test_refuses_a_model_without_rotary():
 
     with pytest.raises(TypeError, match="rotary"):
         NoPE().attach(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)))
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: CoPE(npos_max=1), "npos_max"),
+    (lambda: Absolute(max_positions=0), "max_positions"),
+    (lambda: Absolute(init_std=-0.1), "init_std"),
+])
+def test_bad_hyperparameters_are_config_errors_naming_the_field(make, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        make()
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("first, second", [(CoPE(npos_max=8), CoPE(npos_max=8)), (NoPE(), Absolute()),
+                                           (CoPE(npos_max=8), RoPE()), (RoPE(), NoPE())])
+def test_a_second_position_encoding_is_a_config_error(tiny_backbone, tokenizer, first, second):
+    model = build(tiny_backbone, tokenizer)
+    first.attach(model)
+    with pytest.raises(ConfigError, match=f"^position: LlamaForCausalLM already has a position encoding attached "
+                                          f"\\({type(first).__name__}\\)"):
+        second.attach(model)
+    assert model.config.litforge_position["class_path"].endswith(type(first).__name__)  # the first one stands

@@ -15,6 +15,7 @@ from litforge.plugins.reversal import (
 )
 
 from litforge.data import IGNORE_INDEX, DataError
+from litforge.errors import ConfigError
 
 TEXT = "Mary Lee met Tom  Cruise today."
 SPANS = [(0, 8), (13, 24)]  # "Mary Lee", "Tom  Cruise"
@@ -119,9 +120,10 @@ def test_bad_spans_raise_data_error(spans, message):
         entity_marks(len(TEXT), spans)
 
 
-def test_segment_k_must_be_positive():
-    with pytest.raises(ValueError, match="k must be"):
-        RandomSegmentReversal(k=0)
+@pytest.mark.parametrize("k", [0, -2])
+def test_segment_k_must_be_positive(k):
+    with pytest.raises(ConfigError, match=f"^k: must be >= 1, got {k}$"):
+        RandomSegmentReversal(k=k)
 
 
 UNICODE_SPACES = ["ab\u00a0cd ef", "x\u3000y\u2003z \u0085w", "a\u2028b\tc\u2029d", "é\u00a0ü  ß\u202fend",

@@ -1,0 +1,36 @@
+"""Objective hyperparameters are checked where they are declared: a bad value is a ConfigError naming its field."""
+
+from __future__ import annotations
+
+import pytest
+from litforge.lightning_modules import DPONLL, LiftDPO, MoECausalLM, PairwiseCringe, ReverseLM
+
+from litforge.errors import ConfigError
+
+BAD = [
+    (DPONLL, {"beta": -1}, "beta: must be > 0, got -1"),
+    (DPONLL, {"beta": 0}, "beta: must be > 0, got 0"),
+    (DPONLL, {"alpha": -0.5}, "alpha: must be >= 0, got -0.5"),
+    (PairwiseCringe, {"alpha": -1}, "alpha: must be >= 0, got -1"),
+    (PairwiseCringe, {"b": -2}, r"b: must be >= 0 \(a margin in nats\), got -2"),
+    (PairwiseCringe, {"tau": 0}, "tau: must be > 0, got 0"),
+    (PairwiseCringe, {"k": 0}, "k: must be >= 1, got 0"),
+    (LiftDPO, {"max_new_tokens": 0}, "max_new_tokens: must be >= 1, got 0"),
+    (LiftDPO, {"beta": -1}, "beta: must be > 0, got -1"),  # inherited from DPONLL
+    (MoECausalLM, {"router_aux_loss_coef": -0.01}, "router_aux_loss_coef: must be >= 0, got -0.01"),
+    (ReverseLM, {"reverse_probability": 1.5}, r"reverse_probability: must be in \[0, 1\] or null, got 1.5"),
+    (ReverseLM, {"reverse_probability": -0.1}, r"reverse_probability: must be in \[0, 1\] or null, got -0.1"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, message", BAD, ids=[f"{c.__name__}-{next(iter(k))}" for c, k, _ in BAD])
+def test_bad_hyperparameter_is_a_config_error_naming_the_field(cls, kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}$") as caught:
+        cls(**kwargs)
+    assert caught.value.field == next(iter(kwargs))
+
+
+@pytest.mark.parametrize("cls, kwargs", [(DPONLL, {"beta": 0.1, "alpha": 0}), (PairwiseCringe, {"b": 0, "k": 1}),
+                                         (ReverseLM, {"reverse_probability": 0.0}), (MoECausalLM, {})])
+def test_boundary_values_are_accepted(cls, kwargs):
+    cls(**kwargs)
