@@ -1,9 +1,11 @@
-"""Prompts for an iterative objective, and the preference pairs it hands back at each iteration boundary.
+"""Prompts for an iterative objective, and the training rows it hands back at each iteration boundary.
 
-The objective (lightning_modules/iterative.py) generates, judges and pairs; this datamodule only serves: `prompts`
-(the generation pool, and held-out prompts under "val"), `iteration_prompts(k)` (the slice iteration k generates
-for), `graded(count)` (fixed responses with true grades, where the task can grade) and the training pairs the
-objective handed over with `set_rows`. It never calls the model.
+The objective (lightning_modules/iterative.py) generates, scores and builds rows; a datamodule with `GeneratedRows`
+only serves: `prompts` (the generation pool, and held-out prompts under "val"), `iteration_prompts(k)` (the slice
+iteration k generates for), `graded(count)` (fixed responses with true grades, where the task can grade) and the
+rows the objective handed over with `set_rows`. It never calls the model. `IterativeDataModule` serves them as
+preference pairs; an objective that builds other rows (SFT targets, say) mixes `GeneratedRows` into its own
+datamodule.
 
 Departure from the papers (Yuan et al. 2024; Pang et al. 2024): the prompts of an iteration are either all prompts
 every iteration (iterative RPO) or a fresh slice of `prompts_per_iteration` per iteration (self-rewarding's "new
@@ -21,18 +23,18 @@ from litforge.data import read_jsonl
 from litforge.errors import ConfigError, require
 
 
-class IterativeDataModule(PreferenceDataModule):
-    """Base of the self-generated preference data: subclasses give prompts (and references) with `prompts(split)`.
+class GeneratedRows:
+    """Mixed in before an `LMDataModule` subclass: prompts to generate for, and training rows taken from the
+    objective. The subclass gives `prompts(split)` and turns `self.rows` into samples in `load("train")`.
 
     Args:
         prompts_per_iteration: None = every prompt each iteration; else a fresh slice of this many per iteration.
-        **kwargs: see `PreferenceDataModule` (tokenizer, max_length, batch sizes; responses are cut to fit).
+        **kwargs: see the datamodule this is mixed into.
     """
 
     def __init__(self, prompts_per_iteration: int | None = None, **kwargs):
         require(prompts_per_iteration is None or prompts_per_iteration >= 1, "prompts_per_iteration",
                 f"must be >= 1 (or left out), got {prompts_per_iteration}")
-        kwargs.setdefault("truncate", True)
         super().__init__(**kwargs)
         self.prompts_per_iteration = prompts_per_iteration
         self.rows: list[dict[str, Any]] | None = None
@@ -55,25 +57,39 @@ class IterativeDataModule(PreferenceDataModule):
         return [self.pool[(start + i) % len(self.pool)] for i in range(self.prompts_per_iteration)]
 
     def set_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Take the objective's training pairs for the coming epochs (`{"prompt", "chosen", "rejected", ...}`)."""
+        """Take the objective's training rows for the coming epochs."""
         self.rows = rows
         self.splits["train"] = self.load("train")
-
-    def pairs(self, split):
-        return self.rows if split == "train" else None
 
     def setup(self, stage: str) -> None:
         self.pool = self.prompts("train")
         if not self.pool:
             raise ConfigError("data", f"{type(self).__name__} has no training prompts")
-        if stage != "fit":  # the training pairs come from the objective at each iteration boundary
+        if stage != "fit":  # the training rows come from the objective at each iteration boundary
             super().setup(stage)
 
     def train_dataloader(self):
         if self.rows is None:
-            raise ConfigError("model", f"{type(self).__name__} serves the pairs an iterative objective hands it "
+            raise ConfigError("model", f"{type(self).__name__} serves the rows an iterative objective hands it "
                                        "(IterativeRPO, IterativeCringe, SelfRewarding); none were handed")
         return super().train_dataloader()
+
+
+class IterativeDataModule(GeneratedRows, PreferenceDataModule):
+    """Self-generated preference pairs `{"prompt", "chosen", "rejected", ...}`: subclasses give prompts (and
+    references) with `prompts(split)`.
+
+    Args:
+        truncate: cut generated responses that overflow `max_length` (with a warning) instead of failing.
+        **kwargs: see `GeneratedRows` (prompts_per_iteration) and `PreferenceDataModule` (tokenizer, max_length,
+            batch sizes).
+    """
+
+    def __init__(self, truncate: bool = True, **kwargs):
+        super().__init__(truncate=truncate, **kwargs)
+
+    def pairs(self, split):
+        return self.rows if split == "train" else None
 
 
 class ArithmeticIterativeDataModule(IterativeDataModule):
@@ -87,13 +103,13 @@ class ArithmeticIterativeDataModule(IterativeDataModule):
         min_operand: smallest operand.
         max_operand: largest operand.
         task_seed: seed of the questions.
+        max_length: the context length of a pair (a question and its answer fit in 64 tokens).
         **kwargs: see `IterativeDataModule`.
     """
 
     def __init__(self, num_train: int = 200, num_val: int = 100, num_terms: int = 3, min_operand: int = 10,
-                 max_operand: int = 99, task_seed: int = 0, **kwargs):
-        kwargs.setdefault("max_length", 64)
-        super().__init__(**kwargs)
+                 max_operand: int = 99, task_seed: int = 0, max_length: int = 64, **kwargs):
+        super().__init__(max_length=max_length, **kwargs)
         self.counts = {"train": num_train, "val": num_val, "test": num_val}
         self.task = dict(num_terms=num_terms, min_operand=min_operand, max_operand=max_operand)
         self.task_seed = task_seed

@@ -135,16 +135,6 @@ def test_a_config_s_epoch_count_must_match_the_iterations(tmp_path):
         fit(tmp_path, *make(HashJudge()), reload_dataloaders_every_n_epochs=2)
 
 
-def test_the_datamodule_serves_only_handed_pairs(tmp_path):
-    data = ArithmeticIterativeDataModule(num_train=6, num_val=4, batch_size=4, prompts_per_iteration=4)
-    data.setup("fit")
-    with pytest.raises(ConfigError, match="none were handed"):
-        data.train_dataloader()
-    assert [r["prompt"] for r in data.iteration_prompts(1)] == [r["prompt"] for r in (data.pool * 2)[4:8]]
-    data.set_rows([{"prompt": "1+2=", "chosen": "3", "rejected": "4"}])
-    assert len(data.train_dataloader().dataset) == 1
-
-
 def test_judge_agreement_on_a_datamodule_without_graded_responses_is_refused_before_training(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "1+2="}\n')
