@@ -58,9 +58,11 @@ class LMDataModule(L.LightningDataModule):
         data = self.splits.get(split)
         return list(data) if isinstance(data, dict) else [""]
 
-    def train_dataloader(self) -> ResumableDataLoader:
+    def train_dataloader(self) -> DataLoader:
         """This rank's shard of the training samples in a seeded, resumable shuffle (see `litforge.sampling`)."""
         data = self.splits["train"]
+        if self.trainer is not None and self.trainer.overfit_batches:  # debug mode: the first batches, in order
+            return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)
         shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None  # None: one process
         sampler = ResumableSampler(data, seed=self.seed, **(shard or {}))
         return ResumableDataLoader(data, sampler, batch_size=self.batch_size, collate_fn=self.collate,
