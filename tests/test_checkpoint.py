@@ -14,7 +14,7 @@ import zipfile
 import lightning as L
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, run_litforge
 
 from litforge.checkpoint import check_checkpoint, checkpoint_metadata, export, load_checkpoint, save_directory
 from litforge.datamodules import SyntheticTextDataModule
@@ -159,3 +159,14 @@ def test_a_killed_export_leaves_a_staging_folder_that_the_next_export_clears(tmp
     export(checkpoint, out)
     assert list(tmp_path.glob(".hf.staging-*")) == [alive]
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["half", "directory"])
+def test_litforge_export_of_a_bad_checkpoint_is_one_line_and_exit_2(tmp_path, checkpoint, kind):
+    path = bad_checkpoint(kind, tmp_path, checkpoint)
+    result = run_litforge(["export", str(path), str(tmp_path / "hf")], check=False)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()  # no traceback
+    assert re.match(f"litforge: error: checkpoint {re.escape(str(path))}: {BAD[kind]}", line)
+    assert not (tmp_path / "hf").exists()
