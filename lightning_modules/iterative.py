@@ -135,6 +135,9 @@ class IterativeObjective:
     def configure_trainer(self) -> None:
         """Derive the trainer's epoch count and dataloader reloads from the iterations; refuse what cannot work."""
         trainer, epochs = self.trainer, self.iterations * self.epochs_per_iteration
+        if not hasattr(trainer.datamodule, "set_rows"):
+            raise ConfigError("data", f"{type(self).__name__} hands each iteration's rows to its datamodule: use one "
+                                      "that takes them (IterativeDataModule, datamodules/iterative.py)")
         if trainer.max_epochs not in (*UNSET_MAX_EPOCHS, epochs):
             raise ConfigError("trainer.max_epochs", f"is {trainer.max_epochs}, but the model runs iterations x "
                                                     f"epochs_per_iteration = {epochs} epochs: leave it out")
@@ -143,10 +146,15 @@ class IterativeObjective:
                               "objective: each iteration's rows are read when an epoch starts")
         trainer.fit_loop.max_epochs = epochs
         trainer.reload_dataloaders_every_n_epochs = 1
-        if isinstance(trainer.strategy, (ModelParallelStrategy, FSDPStrategy)) and trainer.world_size > 1:
-            # a sharded forward needs every rank, but each rank generates for its own prompts and steps
-            raise ConfigError("trainer.strategy", f"a sharded model on {trainer.world_size} processes "
-                              f"({type(trainer.strategy).__name__}) cannot generate at iteration boundaries: use DDP "
+        self.refuse_sharded_generation()
+
+    def refuse_sharded_generation(self) -> None:
+        """Fail before training where generation would hang: a sharded forward (FSDP) needs every rank, but each
+        rank generates for its own prompts and its own number of steps."""
+        strategy, world_size = self.trainer.strategy, self.trainer.world_size
+        if isinstance(strategy, (ModelParallelStrategy, FSDPStrategy)) and world_size > 1:
+            raise ConfigError("trainer.strategy", f"a sharded model on {world_size} processes "
+                              f"({type(strategy).__name__}) cannot generate at iteration boundaries: use DDP "
                               "(configs/strategy/ddp.yaml), where each rank generates for its own prompts")
 
     def begin_iteration(self, k: int, at_boundary: bool) -> None:

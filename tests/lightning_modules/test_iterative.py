@@ -13,7 +13,8 @@ import lightning as L
 import pytest
 import torch
 from iterative_helpers import HashJudge, PairsLog
-from litforge.datamodules import ArithmeticIterativeDataModule, JSONLIterativeDataModule
+from litforge.datamodules import (ArithmeticIterativeDataModule, ArithmeticPreferenceDataModule,
+                                  JSONLIterativeDataModule)
 from litforge.lightning_modules import IterativeRPO
 from litforge.plugins.judges import AnswerJudge
 from litforge.plugins.pair_rules import BestVsWorst
@@ -127,12 +128,14 @@ def test_a_precomputed_reference_reads_the_handed_pairs_without_generating(tmp_p
     assert sorted(p.name.split("-")[1] for p in (tmp_path / "ref").glob("train-*.pt")) == ["anchor1", "anchor2"]
 
 
-def test_a_config_s_epoch_count_must_match_the_iterations(tmp_path):
+def test_a_config_s_epoch_count_and_datamodule_must_suit_the_iterations(tmp_path):
     module, data = make(HashJudge())
     with pytest.raises(ConfigError, match="trainer.max_epochs: is 3, but the model runs .* = 2 epochs"):
         fit(tmp_path, module, data, max_epochs=3)
     with pytest.raises(ConfigError, match="reload_dataloaders_every_n_epochs"):
         fit(tmp_path, *make(HashJudge()), reload_dataloaders_every_n_epochs=2)
+    with pytest.raises(ConfigError, match="data: IterativeRPO hands each iteration's rows"):
+        fit(tmp_path, make(HashJudge())[0], ArithmeticPreferenceDataModule(num_train=8, num_val=0))
 
 
 def test_judge_agreement_on_a_datamodule_without_graded_responses_is_refused_before_training(tmp_path):
@@ -153,12 +156,12 @@ def test_sharded_strategies_are_refused_when_several_ranks_would_generate(device
     module, _ = make(HashJudge())
     module.trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=ModelParallelStrategy(), logger=False)
     if devices == 1:
-        module.configure_trainer()  # one process: nothing to keep in step
+        module.refuse_sharded_generation()  # one process: nothing to keep in step
     else:
         with pytest.raises(ConfigError, match="configs/strategy/ddp.yaml"):
-            module.configure_trainer()
+            module.refuse_sharded_generation()
     module.trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
-    module.configure_trainer()
+    module.refuse_sharded_generation()
 
 
 def run_config(root: Path, callbacks: list[dict] = (), judge: dict | None = None, objective: str = "IterativeRPO",
