@@ -1,10 +1,10 @@
 """Training order that survives a kill: a sharded, seeded shuffle and a DataLoader that can start part-way through it.
 
-`ResumableSampler` gives each data-parallel rank exactly the indices Lightning's own `DistributedSampler`
-replacement would (a permutation seeded by seed + epoch, padded to a multiple of the ranks, every `num_replicas`-th
-index from `rank`); being a `DistributedSampler`, Lightning keeps it instead of wrapping it. It remembers how far
-into its epoch training is (`position`, in samples over all ranks) and, after `load_state_dict`, iterates only the
-rest of that epoch.
+`ResumableSampler` gives each data-parallel rank exactly the indices of a `DistributedSampler`, which Lightning
+puts into a shuffled loader under DDP (a permutation seeded by seed + epoch, padded to a multiple of the ranks, every
+`num_replicas`-th index from `rank`). Being a `DistributedSampler`, Lightning keeps it instead of wrapping it, so the
+datamodule builds it with the trainer's `distributed_sampler_kwargs`. It remembers how far into its epoch training
+is (`position`, in samples over all ranks) and, after `load_state_dict`, iterates only the rest of that epoch.
 
 `ResumableDataLoader` advances its sampler's position as it hands out each batch, so its `state_dict` is the exact
 point to resume from even with worker processes prefetching ahead. Lightning saves a train loader's `state_dict` in
