@@ -30,12 +30,25 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from litforge.data import IGNORE_INDEX
+from litforge.errors import ConfigError, require
 from litforge.losses import token_logprobs
 from litforge.module import LitforgeModule
 from litforge.reference import FrozenCopy, ReferenceSource
 from litforge.shared_prompt import accepts_4d_mask, share_prompts, shared_hidden_states
 
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
+
+
+def lora_config(lora: dict[str, Any]) -> Any:
+    """The peft `LoraConfig` of a `lora:` mapping; an unknown key or a bad value is a ConfigError naming `lora`."""
+    from peft import LoraConfig
+
+    try:
+        config = LoraConfig(task_type="CAUSAL_LM", **lora)
+    except (TypeError, ValueError) as error:
+        raise ConfigError("lora", str(error)) from None
+    require(isinstance(config.r, int) and config.r >= 1, "lora", f"r must be a positive integer, got {config.r!r}")
+    return config
 
 
 @dataclass
@@ -81,6 +94,8 @@ class PreferenceModule(LitforgeModule):
 
     def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
                  shared_prompt: bool = True, **kwargs):
+        if lora is not None:
+            lora_config(lora)  # a bad key fails here, not when the model is built
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["reference", "backbone", "tokenizer", "position", "optimizer", "scheduler"])
         self.reference = reference if self.needs_reference else None
@@ -93,9 +108,9 @@ class PreferenceModule(LitforgeModule):
     def build_model(self):
         model = super().build_model()
         if self.lora is not None:
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
-            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **self.lora))
+            model = get_peft_model(model, lora_config(self.lora))
         return model
 
     def configure_model(self) -> None:

@@ -14,6 +14,9 @@ Departures from the paper / reference:
 2. The table E is zero-initialised (as the reference) and shared by the heads (and by GQA groups) of one layer.
 3. The attention is computed without a fused kernel (O(T^2) memory per head for p, as in the reference), with a
    hand-written backward for the position logits (`PositionLogits`) that keeps two (T x T) tensors; RoPE is off.
+4. A query that may attend to no key (a left-padding position) gets all-zero attention weights, where the
+   reference's softmax over an all-masked row gives NaN; the softmax runs in float32 for half-precision inputs and
+   in the input's own precision otherwise.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ loss mask stays aligned with the reversed tokens by construction.
 
 Departures from the paper:
     1. On token ids, a word is a run of tokens between whitespace-only tokens. For a byte-level tokenizer (litforge's
-       own, GPT-2's) the tokens' bytes are decoded as UTF-8, so a multi-byte space ("\u00a0", "\u3000") spread over
+       own, GPT-2's) the tokens' bytes are decoded as UTF-8, so a multi-byte space (U+00A0, U+3000) spread over
        several byte tokens is whitespace as in `reverse_text`, and the two paths agree exactly. A tokenizer that
        glues the space to the next word ("Ġword") sees whole lines as one word; reverse such data as text
        (`reverse_text`) before tokenizing.

@@ -1,8 +1,8 @@
 """Word reversal (Golovneva et al. 2024, §2): word order reversed, the letters of each word kept.
 
 Departures from the paper:
-    1. A word is a run of non-whitespace (on token ids: of tokens between whitespace-only tokens), so punctuation
-       glued to a word moves with it.
+    1. A word is a run of non-whitespace (on token ids: of tokens between whitespace tokens, a multi-byte space
+       such as U+00A0 included for byte-level tokenizers), so punctuation glued to a word moves with it.
 """
 
 from __future__ import annotations

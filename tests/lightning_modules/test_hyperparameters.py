@@ -34,3 +34,11 @@ def test_bad_hyperparameter_is_a_config_error_naming_the_field(cls, kwargs, mess
                                          (ReverseLM, {"reverse_probability": 0.0}), (MoECausalLM, {})])
 def test_boundary_values_are_accepted(cls, kwargs):
     cls(**kwargs)
+
+
+@pytest.mark.parametrize("lora, message", [({"rr": 4}, "lora: .*'rr'"),
+                                           ({"r": 0}, "lora: r must be a positive integer")])
+def test_a_bad_lora_mapping_fails_when_declared(lora, message):
+    pytest.importorskip("peft", reason="peft is the lora extra")
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        DPONLL(lora=lora)
