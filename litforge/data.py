@@ -1,4 +1,4 @@
-"""Data I/O shared by every datamodule: the one data error type, JSONL reading, encoding, collation, sampling."""
+"""Data I/O shared by every datamodule: the data error type, JSONL reading, atomic writes, encoding, collation."""
 
 from __future__ import annotations
 
