@@ -28,7 +28,11 @@ def load_branch(path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrainedTok
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "is a directory without config.json"
         raise CheckpointError(path, f"{what}; a branch is a litforge .ckpt or a save_pretrained directory")
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as error:  # missing or damaged weights, a config transformers cannot read
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(path, f"cannot be loaded as a Hugging Face model ({first})") from None
     return model.eval(), load_tokenizer(str(path))
 
 

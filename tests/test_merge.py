@@ -75,6 +75,9 @@ def test_merge_errors_are_clear(tmp_path, tokenizer, branches):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="empty: is a directory without config.json"):
         load_branch(tmp_path / "empty")
+    (tmp_path / "empty" / "config.json").write_text('{"model_type": "llama"}')  # weights missing
+    with pytest.raises(CheckpointError, match="empty: cannot be loaded as a Hugging Face model .*model.safetensors"):
+        load_branch(tmp_path / "empty")
     with pytest.raises(ConfigError, match="^dtype: must be one of float32, bfloat16, float16, got 'fp8'$"):
         merge_command(["--upcycler", "BTXMerge", "--experts", f"[{branches[0][0]}]", "--out", str(tmp_path / "x"),
                        "--dtype", "fp8"])
