@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from litforge.errors import require
 
 
 class Backbone:
@@ -39,6 +42,8 @@ class TinyModel(Backbone):
                  num_attention_heads: int = 4, num_key_value_heads: int | None = None,
                  intermediate_size: int | None = None, max_position_embeddings: int = 512, seed: int = 0,
                  attn_implementation: str = "sdpa", config: dict[str, Any] | None = None):
+        require(model_type in CONFIG_MAPPING, "model_type", f"unknown model_type {model_type!r}; closest: "
+                + ", ".join(difflib.get_close_matches(model_type, list(CONFIG_MAPPING), n=5) or ["none"]))
         self.model_type = model_type
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -53,8 +58,6 @@ class TinyModel(Backbone):
     def hf_config(self, vocab_size: int, pad_token_id: int, bos_token_id: int | None,
                   eos_token_id: int | None) -> PretrainedConfig:
         """The Hugging Face config this spec describes."""
-        if self.model_type not in CONFIG_MAPPING:
-            raise ValueError(f"unknown model_type {self.model_type!r}; known: {', '.join(sorted(CONFIG_MAPPING))}")
         fields = dict(vocab_size=vocab_size, hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
                       num_attention_heads=self.num_attention_heads, num_key_value_heads=self.num_key_value_heads,
                       intermediate_size=self.intermediate_size, max_position_embeddings=self.max_position_embeddings,
@@ -76,7 +79,7 @@ class LocalCheckpoint(Backbone):
     """A model saved with `save_pretrained` in a local directory; nothing is fetched from the network.
 
     A directory exported with a litforge position encoding (its config.json records `litforge_position`, e.g. CoPE)
-    is loaded with that encoding re-attached, as `litforge.plugins.position.load_pretrained` does; so do not name a
+    is loaded with that encoding re-attached, as `litforge.checkpoint.load_pretrained` does; so do not name a
     `position:` plugin as well.
 
     Args:
@@ -98,10 +101,10 @@ class LocalCheckpoint(Backbone):
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no config.json; LocalCheckpoint needs a directory written by "
                                     "save_pretrained (litforge never downloads weights)")
-        from litforge.plugins.position import from_config, load_pretrained
+        from litforge.checkpoint import load_pretrained, recorded_position
 
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
-        if from_config(config) is not None:  # plain from_pretrained would build RoPE and drop e.g. the CoPE tables
+        if recorded_position(config) is not None:  # plain from_pretrained would build RoPE and drop e.g. the CoPE tables
             model = load_pretrained(path, dtype=getattr(torch, self.dtype),
                                     attn_implementation=self.attn_implementation)
         else:
@@ -112,7 +115,7 @@ class LocalCheckpoint(Backbone):
             model.resize_token_embeddings(vocab_size)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = pad_token_id
-        return model
+        return model.train()  # from_pretrained returns eval mode: dropout would silently stay off in training
 
 
 def config_from_dict(config: dict[str, Any]) -> PretrainedConfig:

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import inspect
+import logging
+import os
+import re
+import shutil
 import sys
+import warnings
+import zipfile
+from pathlib import Path
 
 import lightning as L
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
 
-from litforge.data import DataError
+from litforge.callbacks import default_progress_bar
+from litforge.errors import CheckpointError, ConfigError, UserError
 from litforge.runtime import malloc_choice
 
 
@@ -21,17 +36,80 @@ class LoggedConfigCallback(SaveConfigCallback):
 
 
 class LitforgeCLI(LightningCLI):
-    """LightningCLI with the tokenizer linked from the datamodule to the model, so their vocabularies agree."""
+    """LightningCLI with litforge's run conventions, decided here once for every config and overlay.
+
+    - The tokenizer is linked from the datamodule to the model, so their vocabularies agree.
+    - An integer `trainer.val_check_interval` counts training batches across epochs (Lightning's
+      `check_val_every_n_epoch: null`), so the cadence never depends on how many batches an epoch has per process;
+      a float keeps its per-epoch meaning.
+    - A CSVLogger flushes at the trainer's `log_every_n_steps` unless its config sets another cadence.
+    - Progress is `ProgressLine` when stdout is not a terminal and `StepProgressBar` when it is, unless
+      `trainer.callbacks` names a progress bar or `trainer.enable_progress_bar` is false.
+    - `--ckpt_path` is checked before anything is written; `--ckpt_path last` with nothing saved starts fresh, saying so.
+    - A fit that fails before its first step removes the logger run it created.
+    """
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.tokenizer", "model.init_args.tokenizer", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        trainer = config.get("trainer", {})
+        interval = trainer.get("val_check_interval")
+        if isinstance(interval, int) and not isinstance(interval, bool):
+            trainer["check_val_every_n_epoch"] = None
+        logger = trainer.get("logger")
+        for entry in logger if isinstance(logger, list) else [logger]:
+            if not hasattr(entry, "get") or entry.get("init_args") is None:  # `logger: false`, or no arguments
+                continue
+            init_args, class_path = entry["init_args"], str(entry.get("class_path", ""))
+            if "Wandb" in class_path and not init_args.get("group"):  # wandb runs are grouped by objective
+                init_args["group"] = str(config["model"]["class_path"]).rsplit(".", 1)[-1]
+            if class_path.endswith("CSVLogger") and init_args.get("flush_logs_every_n_steps") in (None, _CSV_FLUSH):
+                init_args["flush_logs_every_n_steps"] = trainer.get("log_every_n_steps") or 50
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        enabled = self._get(self.config_init, "trainer", default={}).get("enable_progress_bar") is not False
+        if enabled and not any(isinstance(callback, ProgressBar) for callback in callbacks):
+            callbacks.append(default_progress_bar())
+        try:
+            return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+        except (MisconfigurationException, ValueError) as error:  # the Trainer's own argument checks
+            raise ConfigError("trainer", str(error)) from error
 
     def _check_data(self, stage: str) -> None:
         # load (and so validate) the data before the Trainer writes anything: bad input leaves no run directory
         if hasattr(self.datamodule, "splits"):
             self.datamodule.setup(stage)
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        # before LightningCLI reads the checkpoint's hyperparameters, and so before anything is written
+        if path is not None and path not in ("last", "best", "hpc") and not str(path).startswith("registry:"):
+            check_checkpoint(path)
+
+    def _last_or_fresh(self) -> None:
+        """`--ckpt_path last` with no last checkpoint yet (a requeued job's first run): start fresh, in one line."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        found = set()
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                found |= callback._find_last_checkpoints(self.trainer)
+        for path in found:
+            check_checkpoint(path)
+        if not found:
+            if self.trainer.is_global_zero:
+                print("litforge: --ckpt_path last: no checkpoint saved yet; starting from the beginning", flush=True)
+            config["ckpt_path"] = None
+
     def before_fit(self) -> None:
+        self._last_or_fresh()
         self._check_data("fit")
 
     def before_validate(self) -> None:
@@ -40,15 +118,63 @@ class LitforgeCLI(LightningCLI):
     def before_test(self) -> None:
         self._check_data("test")
 
-    def before_instantiate_classes(self) -> None:
-        # wandb runs are grouped by objective unless the config names a group
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        logger = config.get("trainer", {}).get("logger")
-        for entry in logger if isinstance(logger, list) else [logger]:
-            if hasattr(entry, "get") and "Wandb" in str(entry.get("class_path", "")):  # not `logger: false`
-                init_args = entry.get("init_args")
-                if init_args is not None and not init_args.get("group"):
-                    init_args["group"] = str(config["model"]["class_path"]).rsplit(".", 1)[-1]
+    def fit(self, **kwargs) -> None:
+        """`trainer.fit`; a run that fails before its first step leaves no empty logger run behind."""
+        try:
+            self.trainer.fit(**kwargs)
+        except BaseException:
+            if self.trainer.global_step == 0:
+                remove_logger_runs(self.trainer)
+            raise
+
+
+_CSV_FLUSH = inspect.signature(CSVLogger).parameters["flush_logs_every_n_steps"].default
+
+
+def check_checkpoint(path: str | os.PathLike) -> None:
+    """Raise CheckpointError unless `path` is a readable checkpoint: a whole `torch.save` archive, or a sharded one."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "does not exist")
+    if path.is_dir():
+        if (path / ".metadata").is_file():  # a distributed (sharded) checkpoint is a directory
+            return
+        raise CheckpointError(path, "is a directory, not a checkpoint file")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(path, "is not readable (permission denied)")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(path, "is empty")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        what = "is truncated (an incomplete archive)" if head == b"PK\x03\x04" else "is not a checkpoint"
+        raise CheckpointError(path, f"{what}; give a .ckpt written by `litforge fit`") from None
+    if not any(name.endswith("data.pkl") for name in names):
+        raise CheckpointError(path, "is a zip archive but not a PyTorch checkpoint")
+
+
+def remove_logger_runs(trainer: L.Trainer) -> None:
+    """Delete the run folders this process's loggers created (for a run that failed before its first step)."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        experiment = getattr(logger, "_experiment", None)  # loggers create their run lazily: None = nothing written
+        if experiment is None:
+            continue
+        if hasattr(experiment, "finish"):  # a wandb run: close it, then remove its folder
+            folder = Path(experiment.dir).parent
+            experiment.finish(exit_code=1)
+            latest = folder.parent / "latest-run"
+            if latest.is_symlink() and latest.resolve() == folder.resolve():
+                latest.unlink()
+        else:
+            folder = Path(logger.log_dir)
+            if (folder / "metrics.csv").exists():  # metrics of an earlier run: not ours to delete
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _plain(value):
@@ -74,7 +200,98 @@ def run_lightning(args: list[str] | None = None) -> LitforgeCLI:
     _import_plugins()
     return LitforgeCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                        save_config_callback=LoggedConfigCallback, save_config_kwargs={"overwrite": True}, args=args,
-                       auto_configure_optimizers=False)
+                       auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})
+
+
+def class_help(argv: list[str]) -> bool:
+    """`fit --model CausalLM --data SFTDataModule --help`: print the arguments of the classes named, as
+    `--model.help CausalLM` and `--data.help SFTDataModule` do; False when the command line asks for something else."""
+    named = [(flag, value) for flag, value in zip(argv[1:], argv[2:])
+             if flag in ("--model", "--data") and not value.startswith("-")]
+    if not named or not {"-h", "--help"} & set(argv):
+        return False
+    for flag, value in named:
+        with contextlib.suppress(SystemExit):  # jsonargparse exits after printing a help
+            run_lightning([argv[0], f"{flag}.help", value])
+    return True
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Raise UserError for a `--config` file that is empty, not YAML, or not a mapping of sections."""
+    paths = [value for flag, value in zip(argv, argv[1:]) if flag in ("--config", "-c")]
+    paths += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise UserError(f"--config {path}: is a directory, not a config file")
+        if not path.is_file():  # jsonargparse also takes a config given inline, as a YAML string
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as error:
+            raise UserError(f"--config {path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except yaml.YAMLError as error:
+            raise UserError(f"--config {path}: not valid YAML: {_squash(str(error))}") from None
+        if data is None:
+            raise UserError(f"--config {path}: the file is empty (it should hold trainer:, model: and data:)")
+        if not isinstance(data, dict):
+            raise UserError(f"--config {path}: a config file holds a mapping of sections (trainer:, model:, data:), "
+                            f"not a {type(data).__name__}")
+
+
+def user_error(error: BaseException) -> str | None:
+    """The one line to show for an error the user caused, or None for a litforge bug (which keeps its traceback)."""
+    seen: BaseException | None = error
+    while seen is not None:  # jsonargparse wraps what an `__init__` raises while instantiating the config's classes
+        if isinstance(seen, (UserError, FileNotFoundError, FileExistsError)):
+            return _squash(str(seen))
+        if isinstance(seen, MisconfigurationException):
+            return _squash(str(seen))
+        seen = seen.__cause__
+    if isinstance(error, argparse.ArgumentError):  # the config does not parse: say where and why, in one line
+        return _parse_error(str(error))
+    return None
+
+
+def _parse_error(message: str) -> str:
+    """jsonargparse's multi-line parse error as `key.path: reason`, with the closest names for an unknown class."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    where = ".".join(keys) + ": " if keys else ""
+    unknown = (re.search(r"dot import path string: '?(?P<name>[\w.]+)", message)
+               or re.search(r"module '(?P<module>[\w.]+)' has no attribute '(?P<name>\w+)'", message)
+               or re.search(r"No module named '(?P<name>[\w.]+)'", message))
+    if unknown:
+        name = unknown["name"] if "module" not in unknown.groupdict() else f"{unknown['module']}.{unknown['name']}"
+        close = difflib.get_close_matches(name.rsplit(".", 1)[-1], _litforge_class_names(), n=3, cutoff=0.6)
+        hint = f"; closest litforge names: {', '.join(close)}" if close else ""
+        return f"{where}unknown class_path {name!r}{hint}"
+    skip = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path",
+            "Expected a <class 'NoneType'>", "tip:")
+    lines = [line.strip(" -") for line in message.splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(skip)]
+    return where + _squash(reasons[0] if reasons else message)
+
+
+def _litforge_class_names() -> list[str]:
+    """Names of the classes litforge defines (objectives, datamodules, plugins, backbones, callbacks)."""
+    return sorted({name for module_name, module in list(sys.modules.items()) if module_name.startswith("litforge")
+                   for name, value in vars(module).items()
+                   if inspect.isclass(value) and value.__module__ == module_name and not name.startswith("_")})
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def quiet_known_noise() -> None:
+    """Silence, on purpose and only here, messages that say nothing about the user's run."""
+    # raised inside Lightning's own pytree helper, not by anything a user or litforge does
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
+
+
+def _no_adverts(record: logging.LogRecord) -> bool:
+    """False for Lightning's tips advertising its cloud products (litlogger, litmodels)."""
+    return not str(record.msg).startswith("💡 Tip")
 
 
 def export_command(args: list[str]) -> None:
@@ -93,7 +310,7 @@ def export_command(args: list[str]) -> None:
 
 def merge_command(args: list[str]) -> None:
     """`litforge merge`: merge trained branches (BTX, sparse upcycling, BTM) into one Hugging Face checkpoint."""
-    from litforge.merge import merge_command as run_merge
+    from litforge.plugins.moe.merge import merge_command as run_merge
 
     run_merge(args)
 
@@ -112,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `litforge` console script."""
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_known_noise()
     try:
         malloc_choice()  # a misspelt LITFORGE_MALLOC stops here, before anything is built
     except ValueError as error:
@@ -121,11 +339,17 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] in COMMANDS:
             COMMANDS[argv[0]](argv[1:])
         else:
+            if class_help(argv):
+                return
             if argv[:1] in (["-h"], ["--help"]):
                 print("litforge extra commands: " + ", ".join(f"litforge {name} --help" for name in COMMANDS) + "\n")
+            check_config_files(argv)
             run_lightning(None if from_shell else argv)
-    except (DataError, FileNotFoundError, FileExistsError) as error:
-        print(f"litforge: error: {error}", file=sys.stderr)
+    except Exception as error:
+        message = user_error(error)
+        if message is None:
+            raise
+        print(f"litforge: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

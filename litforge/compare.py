@@ -13,6 +13,8 @@ import math
 import struct
 from pathlib import Path
 
+from litforge.errors import UserError
+
 Curves = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)]
 
 
@@ -131,22 +133,25 @@ def compare_command(args: list[str]) -> None:
     for given in options.runs:
         folders = find_runs(Path(given))
         if not folders:
-            raise FileNotFoundError(f"{given}: no metrics.csv or run-*.wandb found")
+            raise UserError(f"{given}: no run found (no metrics.csv or run-*.wandb at or below it)")
         for folder in folders:
             runs[str(folder)] = read_run(folder)
+    present = sorted({key for curves in runs.values() for key in curves})
+    missing = [metric for metric in options.metric or [] if metric not in present]
+    if missing:
+        raise UserError(f"no run has {', '.join(map(repr, missing))}; metrics present: {', '.join(present) or 'none'}")
     print(table(runs, options.metric))
-    metric = (options.metric or [_default_metric(runs)])[0]
+    metric = (options.metric or [_default_metric(present)])[0]
     if metric:
         plot(runs, metric, Path(options.plot))
         print(f"\nplot of {metric}: {options.plot}")
 
 
-def _default_metric(runs: dict[str, Curves]) -> str | None:
-    keys = {key for curves in runs.values() for key in curves}
+def _default_metric(present: list[str]) -> str | None:
     for preferred in ("val/loss", "train/loss"):
-        if preferred in keys:
+        if preferred in present:
             return preferred
-    return min(keys) if keys else None
+    return present[0] if present else None
 
 
 def _format(value: float) -> str:

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from litforge.backbones import Backbone, TinyModel
 from litforge.checkpoint import checkpoint_metadata
 from litforge.plugins.position.base import PositionEncoding
+from litforge.resume import RandomState
 from litforge.runtime import keep_freed_memory
 from litforge.tokenizer import byte_level_tokenizer
 
@@ -51,7 +52,10 @@ class LitforgeModule(L.LightningModule):
         if self.position is not None:
             self.position.attach(model)
         if self.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):  # its new name; the old one warns since 5.x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # training never reuses the cache; generation turns it back on
         return model
 
@@ -83,6 +87,9 @@ class LitforgeModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [RandomState()]  # checkpoints carry the random states, so a resumed fit draws what it would have
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)

@@ -109,3 +109,153 @@ def test_every_shipped_config_parses():
             main([*args, "--config", str(path), "--print_config"])
         assert stop.value.code in (0, None), f"{path} does not parse"
         assert "class_path" in printed.getvalue()
+
+
+def csv_rows(root):
+    """The rows of a tiny run's metrics.csv."""
+    import csv
+
+    with (root / "csv" / "version_0" / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def last_and_best(config, root):
+    """The tiny run config with litforge's checkpoint callback in place of Lightning's."""
+    config["trainer"]["callbacks"][0] = {"class_path": "LastAndBestCheckpoint",
+                                         "init_args": {"dirpath": str(root / "checkpoints")}}
+    return config
+
+
+@pytest.mark.slow
+def test_integer_val_check_interval_counts_batches_across_epochs_and_progress_shows_in_a_log(tmp_path):
+    """4 batches an epoch, validation every 6: Lightning alone refuses (6 > 4); litforge counts across epochs."""
+    from litforge.backbones import TinyModel
+
+    TinyModel(hidden_size=32, num_hidden_layers=2, num_attention_heads=2).build(259, 258, 256, 257).save_pretrained(
+        tmp_path / "start")  # loaded through LocalCheckpoint, which once left it in eval mode
+    config = tiny_run_config(tmp_path, max_steps=10, val_check_interval=6, limit_train_batches=4,
+                             enable_progress_bar=True, log_every_n_steps=5)
+    config["model"]["init_args"]["backbone"] = {"class_path": "litforge.backbones.LocalCheckpoint",
+                                                "init_args": {"path": str(tmp_path / "start")}}
+    config["model"]["init_args"]["gradient_checkpointing"] = True
+    result = run_litforge(["fit", "--config", str(write_yaml(tmp_path / "run.yaml", config))])
+    assert [int(row["step"]) for row in csv_rows(tmp_path) if row.get("val/loss")] == [5]  # after step 6, 0-based
+    lines = result.stdout.splitlines()  # stdout is a pipe here: plain progress lines, not a bar
+    assert [line.split("  ")[0] for line in lines[:3]] == ["step 5/10", "step 6/10", "step 10/10"]
+    assert lines[3].startswith("done: step 10/10 in ") and len(lines) == 4
+    assert re.fullmatch(r"step 10/10  epoch 2  loss \S+  tokens/s [\d,]+  elapsed \S+  eta 0:00:00", lines[2])
+    assert "flush_logs_every_n_steps: 5" in (tmp_path / "csv" / "version_0" / "config.yaml").read_text()
+    for noise in ("Tip:", "LeafSpec", "eval mode", "FutureWarning"):
+        assert noise not in result.stderr
+
+
+@pytest.mark.slow
+def test_integer_val_check_interval_under_the_ddp_overlay(tmp_path):
+    """2 gloo processes, 2 batches each an epoch, validation every 3 steps."""
+    config = last_and_best(tiny_run_config(tmp_path, max_steps=4, val_check_interval=3, limit_train_batches=2), tmp_path)
+    run_litforge(["fit", "--config", str(write_yaml(tmp_path / "run.yaml", config)),
+                  "--config", str(REPO / "configs/strategy/ddp.yaml")])
+    assert [int(row["step"]) for row in csv_rows(tmp_path) if row.get("val/loss")] == [2]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+
+
+@pytest.mark.slow
+def test_ckpt_path_last_with_nothing_saved_starts_fresh_and_says_so(tmp_path):
+    config = write_yaml(tmp_path / "run.yaml", last_and_best(tiny_run_config(tmp_path, max_steps=2), tmp_path))
+    result = run_litforge(["fit", "--config", str(config), "--ckpt_path", "last"])
+    assert "litforge: --ckpt_path last: no checkpoint saved yet; starting from the beginning" in result.stdout
+    assert "no last checkpoint" not in result.stderr  # Lightning's multi-line warning is not shown as well
+    resumed = run_litforge(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "3"])
+    assert "starting from the beginning" not in resumed.stdout
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
+def run_main(args, capsys):
+    """`litforge ARGS` in this process: (exit status, stdout, stderr)."""
+    from litforge.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    captured = capsys.readouterr()
+    return stop.value.code, captured.out, captured.err
+
+
+def one_line_error(stderr):
+    """The error line, asserting it is the only thing on stderr that is not Lightning's start-up chatter."""
+    lines = [line for line in stderr.splitlines() if line.startswith("litforge: error: ")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind, reason", [("missing", "does not exist"), ("truncated", "is truncated"),
+                                          ("text", "is not a checkpoint"), ("directory", "is a directory")])
+def test_ckpt_path_that_is_not_a_checkpoint_exits_2_before_writing(tmp_path, capsys, kind, reason):
+    path = tmp_path / "given.ckpt"
+    if kind == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif kind == "text":
+        path.write_text("not a checkpoint\n")
+    elif kind == "directory":
+        path.mkdir()
+    config = write_yaml(tmp_path / "run.yaml", tiny_run_config(tmp_path))
+    code, _, err = run_main(["fit", "--config", str(config), "--ckpt_path", str(path)], capsys)
+    assert code == 2
+    assert one_line_error(err).startswith(f"litforge: error: checkpoint {path}: {reason}")
+    assert not (tmp_path / "csv").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def set_in(config, dotted, value):
+    """Set `config[a][b]...` from "a.b..." and return the config."""
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("empty", "the file is empty"),
+    ("list", "a config file holds a mapping of sections"),
+    (("model.class_path", "CausalLMM"), "model: unknown class_path 'CausalLMM'; closest litforge names: CausalLM"),
+    (("model.init_args.backbone.class_path", "TinyModle"), "closest litforge names: TinyModel"),
+    (("trainer.max_steps", -5), "trainer: `max_steps` must be a non-negative integer"),
+    (("model.init_args.backbone.init_args.model_type", "lama"), "model_type: unknown model_type 'lama'; closest: llama"),
+    (("data.init_args.batch_size", "x"), "data.batch_size: Expected a <class 'int'>"),
+])
+def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, expected):
+    path = tmp_path / "run.yaml"
+    if change == "empty":
+        path.write_text("# nothing here yet\n")
+    elif change == "list":
+        path.write_text("- trainer\n- model\n")
+    else:
+        write_yaml(path, set_in(tiny_run_config(tmp_path), *change))
+    code, _, err = run_main(["fit", "--config", str(path)], capsys)
+    assert code == 2 and expected in one_line_error(err)
+    assert not (tmp_path / "csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_fit_failing_before_its_first_step_leaves_no_logger_run(tmp_path, logger):
+    """The backbone is built after the logger made its run folder: that folder is removed again."""
+    config = tiny_run_config(tmp_path)
+    config["model"]["init_args"]["backbone"] = {"class_path": "litforge.backbones.LocalCheckpoint",
+                                                "init_args": {"path": str(tmp_path / "no_model")}}
+    if logger == "wandb":
+        config["trainer"]["logger"] = {"class_path": "litforge.loggers.WandbLogger",
+                                       "init_args": {"project": "litforge-test", "save_dir": str(tmp_path)}}
+    result = run_litforge(["fit", "--config", str(write_yaml(tmp_path / "run.yaml", config))], check=False)
+    assert result.returncode == 2 and "no config.json" in one_line_error(result.stderr)
+    assert not list(tmp_path.glob("csv/version_*")) and not list(tmp_path.glob("wandb/*run-*"))
+
+
+def test_help_with_model_and_data_shows_their_arguments(capsys):
+    from litforge.cli import main
+
+    main(["fit", "--model", "CausalLM", "--data", "SFTDataModule", "--help"])
+    out = capsys.readouterr().out
+    assert "--model.backbone" in out and "--model.gradient_checkpointing" in out
+    assert "--data.train_path" in out

@@ -1,5 +1,7 @@
 """`litforge compare` over local CSV runs."""
 
+import pytest
+
 from litforge.compare import find_runs, read_run, table
 from litforge.cli import main
 
@@ -21,3 +23,13 @@ def test_table_shows_final_values_and_plot_is_written(tmp_path, capsys):
     main(["compare", str(tmp_path), "--plot", str(tmp_path / "plot.png")])
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     assert "1.25" in capsys.readouterr().out
+
+
+def test_a_metric_no_run_has_exits_2_listing_the_metrics_present(tmp_path, capsys):
+    write_run(tmp_path / "a" / "version_0", ["0,9,2.5,", "0,9,,2.0"])
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", str(tmp_path), "--metric", "val/losss", "--plot", str(tmp_path / "plot.png")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "litforge: error: no run has 'val/losss'; metrics present: train/loss, val/loss\n"
+    assert not (tmp_path / "plot.png").exists()

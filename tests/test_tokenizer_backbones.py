@@ -66,3 +66,14 @@ def test_local_checkpoint_loads_without_network(tiny_model, tokenizer, tmp_path)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         LocalCheckpoint(str(tmp_path / "nothing")).build(259, 258, None, None)
     assert isinstance(AutoModelForCausalLM.from_pretrained(tmp_path), type(tiny_model))
+
+
+def test_local_checkpoint_model_trains_with_dropout_active(tokenizer, tmp_path):
+    """from_pretrained returns a model in eval mode; a LocalCheckpoint backbone is handed over in train mode."""
+    TinyModel(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, config={"attention_dropout": 0.5}).build(
+        len(tokenizer), tokenizer.pad_token_id, None, None).save_pretrained(tmp_path)
+    model = LocalCheckpoint(str(tmp_path)).build(len(tokenizer), tokenizer.pad_token_id, None, None)
+    assert all(module.training for module in model.modules())
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    torch.manual_seed(0)
+    assert not torch.equal(model(ids).logits, model(ids).logits)  # dropout draws a new mask each pass
