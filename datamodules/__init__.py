@@ -1,30 +1,23 @@
-"""Datamodules: JSONL readers and seeded synthetic tasks. Importing this package makes their short names usable in YAML."""
+"""Datamodules: JSONL readers and seeded synthetic tasks. Importing the package makes their short names work in YAML."""
 
+from litforge.datamodules.arithmetic_sft import ArithmeticSFTDataModule, SelfRewardSeedDataModule
 from litforge.datamodules.base import LMDataModule
-from litforge.datamodules.sft import SFTDataModule
-from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
+from litforge.datamodules.cope_tasks import CountingDataModule, FlipFlopDataModule, SelectiveCopyDataModule
 from litforge.datamodules.domains import DomainDataModule, MixedDomainDataModule
-
-__all__ = ["LMDataModule", "SFTDataModule", "SyntheticTextDataModule", "TextDataModule"]
-__all__ += ["DomainDataModule", "MixedDomainDataModule"]
-from litforge.datamodules.arithmetic import ArithmeticSFTDataModule, SelfRewardSeedDataModule
+from litforge.datamodules.iterative import ArithmeticIterativeDataModule, IterativeDataModule, JSONLIterativeDataModule
+from litforge.datamodules.length_biased import LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule
+from litforge.datamodules.lift import LengthInstructedDataModule
 from litforge.datamodules.preference import (ArithmeticPreferenceDataModule, JSONLPreferenceDataModule,
                                              PreferenceDataModule)
-
-__all__ += ["ArithmeticSFTDataModule", "SelfRewardSeedDataModule", "ArithmeticPreferenceDataModule",
-            "JSONLPreferenceDataModule", "PreferenceDataModule"]
-from litforge.datamodules.lift import (LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule,
-                                       LengthInstructedDataModule)
-
-__all__ += ["LengthBiasedPreferenceDataModule", "LengthBiasedSFTDataModule", "LengthInstructedDataModule"]
-from litforge.datamodules.iterative import (ArithmeticIterativeDataModule, IterativeDataModule,
-                                            JSONLIterativeDataModule)
-
-__all__ += ["ArithmeticIterativeDataModule", "IterativeDataModule", "JSONLIterativeDataModule"]
 from litforge.datamodules.reversal_tasks import (BiographyReversalDataModule, ReversalTextDataModule,
                                                  SymbolicReversalDataModule)
+from litforge.datamodules.sft import SFTDataModule
+from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
 
-__all__ += ["BiographyReversalDataModule", "ReversalTextDataModule", "SymbolicReversalDataModule"]
-from litforge.datamodules.cope_tasks import CountingDataModule, FlipFlopDataModule, SelectiveCopyDataModule
-
-__all__ += ["CountingDataModule", "FlipFlopDataModule", "SelectiveCopyDataModule"]
+__all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "ArithmeticSFTDataModule",
+           "BiographyReversalDataModule", "CountingDataModule", "DomainDataModule", "FlipFlopDataModule",
+           "IterativeDataModule", "JSONLIterativeDataModule", "JSONLPreferenceDataModule",
+           "LMDataModule", "LengthBiasedPreferenceDataModule", "LengthBiasedSFTDataModule",
+           "LengthInstructedDataModule", "MixedDomainDataModule", "PreferenceDataModule", "ReversalTextDataModule",
+           "SFTDataModule", "SelectiveCopyDataModule", "SelfRewardSeedDataModule", "SymbolicReversalDataModule",
+           "SyntheticTextDataModule", "TextDataModule"]

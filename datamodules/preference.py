@@ -97,7 +97,8 @@ class PreferenceDataModule(LMDataModule):
 
         for field in PAIR_FIELDS:
             if not isinstance(pair.get(field), str):
-                raise error(field, "missing" if field not in pair else f"expected str, got {type(pair[field]).__name__}")
+                found = "missing" if field not in pair else f"expected str, got {type(pair[field]).__name__}"
+                raise error(field, found)
         for field in ("chosen", "rejected"):
             if not pair[field].strip():
                 raise error(field, "is empty")

@@ -29,12 +29,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import lightning as L
 import torch
-from litforge.datamodules.lift import (
-    LengthBiasedPreferenceDataModule,
-    LengthBiasedSFTDataModule,
-    LengthBiasedTask,
-    LengthInstructedDataModule,
-)
+from litforge.datamodules import LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule, LengthInstructedDataModule
+from litforge.datamodules.list_task import LengthBiasedTask
 from litforge.lightning_modules.causal_lm import CausalLM
 from litforge.lightning_modules.lift_dpo import LiftDPO
 

@@ -31,8 +31,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import lightning as L
 import torch
-from litforge.datamodules import ArithmeticIterativeDataModule
-from litforge.datamodules.arithmetic import GRADE_TEMPLATE, SelfRewardSeedDataModule, true_grade
+from litforge.datamodules import ArithmeticIterativeDataModule, SelfRewardSeedDataModule
+from litforge.datamodules.arithmetic import GRADE_TEMPLATE, true_grade
 from litforge.lightning_modules import CausalLM
 from litforge.lightning_modules.self_reward import SelfRewarding
 from litforge.plugins.judges import AnswerJudge, Judge, LLMJudge

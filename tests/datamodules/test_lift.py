@@ -1,16 +1,19 @@
-"""LIFT data: pair augmentation and mixing, the AlpacaEval-LI reader, the synthetic length-biased task."""
+"""LIFT data: pair augmentation and mixing, and the length-instructed datamodule over a preference source."""
 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
-from litforge.datamodules.lift import LengthBiasedTask, augment_pairs, read_length_prompts
+from litforge.datamodules import LengthBiasedPreferenceDataModule, LengthInstructedDataModule
+from litforge.datamodules.lift import augment_pairs
+from litforge.datamodules.list_task import LengthBiasedTask
+from litforge.datamodules.preference import JSONLPreferenceDataModule
 
 from litforge.data import DataError
-from litforge.length import BetweenLengths, FixedLimits, LengthInstruction, count_words, within_limit
+from litforge.length import LengthInstruction, count_words, within_limit
+from litforge.plugins.length import BetweenLengths, FixedLimits
 
 TEMPLATE = LengthInstruction()
 
@@ -66,53 +69,7 @@ def write(path, rows):
     return str(path)
 
 
-def test_read_length_prompts(tmp_path):
-    path = write(tmp_path / "li.jsonl", [{"instruction": "Name a color.", "max_len": 3, "output": "Red."},
-                                         {"instruction": "Describe a cat.", "max_len": 40}])
-    prompts = read_length_prompts(path, TEMPLATE)
-    assert [p["max_len"] for p in prompts] == [3, 40] and prompts[0]["output"] == "Red."
-    assert TEMPLATE.parse(prompts[1]["prompt"]) == ("Describe a cat.", 40)
-    assert read_length_prompts(path, None)[0]["prompt"] == "Name a color."
-
-
-@pytest.mark.parametrize("row, field, message", [
-    ({"instruction": "x"}, "max_len", "missing"),
-    ({"max_len": 3}, "instruction", "missing"),
-    ({"instruction": "x", "max_len": 0}, "max_len", "must be positive"),
-    ({"instruction": "x", "max_len": -2}, "max_len", "must be positive"),
-    ({"instruction": "x", "max_len": "12"}, "max_len", "positive integer"),
-])
-def test_read_length_prompts_errors_name_file_line_field(tmp_path, row, field, message):
-    path = write(tmp_path / "li.jsonl", [{"instruction": "fine", "max_len": 5}, row])
-    with pytest.raises(DataError, match=message) as error:
-        read_length_prompts(path, TEMPLATE)
-    assert (error.value.path, error.value.line, error.value.field) == (path, 2, field)
-
-
-def test_length_biased_task():
-    task = LengthBiasedTask(num_topics=4, min_words=2, max_words=12, long_bias=0.9, error_rate=0.5)
-    pairs = task.pairs(400, seed=0)
-    assert all(task.is_good(p["prompt"], p["chosen"]) for p in pairs)
-    longer = sum(count_words(p["chosen"]) > count_words(p["rejected"]) for p in pairs) / len(pairs)
-    bad = sum(not task.is_good(p["prompt"], p["rejected"]) for p in pairs) / len(pairs)
-    assert 0.85 < longer < 0.95 and 0.4 < bad < 0.6
-    assert task.pairs(5, seed=1) == task.pairs(5, seed=1)
-    assert task.is_good("list b", "1b 2b 3b") and not task.is_good("list b", "1b 3b")
-    assert not task.is_good("list b", "1b 2c") and not task.is_good("list b", "")
-    assert not task.is_good("list b", task.response("b", 5, random.Random(0), error=True))
-
-    prompts = task.length_prompts(50, seed=0, instruction=TEMPLATE)
-    assert all(2 <= p["max_len"] <= 10 and TEMPLATE.parse(p["prompt"]) == (p["instruction"], p["max_len"])
-               for p in prompts)
-    demos = task.demonstrations(100, seed=0, instruction=TEMPLATE)
-    instructed = [d for d in demos if TEMPLATE.parse(d["prompt"])]
-    assert 30 < len(instructed) < 70
-    assert all(task.is_good((TEMPLATE.parse(d["prompt"]) or (d["prompt"],))[0], d["response"]) for d in demos)
-
-
 def test_lift_datamodule_over_the_synthetic_source():
-    from litforge.datamodules.lift import LengthBiasedPreferenceDataModule, LengthInstructedDataModule
-
     source = LengthBiasedPreferenceDataModule(num_train=40, num_val=10, num_length_prompts=6)
     data = LengthInstructedDataModule(source=source, ratio=0.5, batch_size=4, val_batch_size=4)
     data.setup("fit")
@@ -127,9 +84,6 @@ def test_lift_datamodule_over_the_synthetic_source():
 
 
 def test_lift_datamodule_reads_jsonl_pairs_and_length_prompts(tmp_path):
-    from litforge.datamodules.lift import LengthInstructedDataModule
-    from litforge.datamodules.preference import JSONLPreferenceDataModule
-
     pairs = write(tmp_path / "pairs.jsonl", [{"prompt": "Q?\n", "chosen": "a long good answer", "rejected": "short"}])
     prompts = write(tmp_path / "li.jsonl", [{"instruction": "Name a color.", "max_len": 3}])
     data = LengthInstructedDataModule(source=JSONLPreferenceDataModule(train_path=pairs), length_prompts_path=prompts)
@@ -144,15 +98,3 @@ def test_lift_datamodule_reads_jsonl_pairs_and_length_prompts(tmp_path):
     bad = write(tmp_path / "bad.jsonl", [{"instruction": "x", "max_len": 0}])
     with pytest.raises(DataError, match=r"bad.jsonl:1: field 'max_len'"):
         LengthInstructedDataModule(length_prompts_path=bad).setup("validate")
-
-
-def test_lift_sft_datamodule():
-    from litforge.datamodules.lift import LengthBiasedSFTDataModule
-
-    data = LengthBiasedSFTDataModule(num_train=20, num_val=5)
-    data.setup("fit")
-    sample = data.splits["train"][0]
-    text = data.tokenizer.decode(sample["input_ids"], skip_special_tokens=True)
-    response = data.tokenizer.decode([t for t in sample["labels"] if t != -100], skip_special_tokens=True)
-    prompt = text[: len(text) - len(response)]
-    assert LengthBiasedTask().is_good((LengthInstruction().parse(prompt) or (prompt,))[0], response)

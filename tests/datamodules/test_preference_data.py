@@ -1,18 +1,12 @@
-"""Preference data: JSONL (plain and chat), bad-input errors, collation, and the synthetic arithmetic task."""
+"""Preference data: JSONL (plain and chat), bad-input errors, collation, and the arithmetic pairs."""
 
 import json
 
 import pytest
 
 from litforge.data import IGNORE_INDEX, DataError
-from litforge.datamodules import ArithmeticPreferenceDataModule, ArithmeticSFTDataModule, JSONLPreferenceDataModule
-from litforge.datamodules.arithmetic import (
-    arithmetic_questions,
-    cot_solution,
-    extract_answer,
-    incorrect_solution,
-    split_of,
-)
+from litforge.datamodules import ArithmeticPreferenceDataModule, JSONLPreferenceDataModule
+from litforge.datamodules.arithmetic import extract_answer
 
 
 def write(path, rows):
@@ -80,31 +74,7 @@ def test_invalid_json_and_truncation(tmp_path):
     assert len(data.splits["train"][0]["chosen_input_ids"]) == 16
 
 
-def test_arithmetic_task_solutions_answers_and_splits():
-    assert cot_solution([12, 34, 56]) == "46+56=102"
-    assert cot_solution([1, 2, 3, 4]) == "3+3+4=6+4=10"
-    assert extract_answer("46+56=102") == 102 and extract_answer("46+56") is None
-    assert extract_answer("46+56=102 junk=7") == 7
-    import random
-    rng = random.Random(0)
-    for _ in range(200):
-        wrong = incorrect_solution([12, 34, 56], rng)
-        assert extract_answer(wrong) != 102 and wrong.count("=") == 1
-    train = arithmetic_questions(300, "train", seed=0)
-    test = arithmetic_questions(100, "test", seed=0)
-    assert train == arithmetic_questions(300, "train", seed=0)  # deterministic
-    assert not {q["prompt"] for q in train} & {q["prompt"] for q in test}
-    assert all(split_of(q["prompt"]) == "test" and q["answer"] == sum(q["operands"]) for q in test)
-    assert len({q["prompt"] for q in train}) == 300
-
-
-def test_arithmetic_datamodules():
-    sft = ArithmeticSFTDataModule(num_train=20, num_val=5, num_test=0)
-    sft.setup("fit")
-    sample = sft.splits["train"][0]
-    question = sft.questions("train")[0]
-    labelled = [t for t in sample["labels"] if t != IGNORE_INDEX]
-    assert sft.tokenizer.decode(labelled) == question["solution"] + "<|eos|>"
+def test_arithmetic_pairs_have_a_correct_chosen_and_a_wrong_rejected():
     pref = ArithmeticPreferenceDataModule(num_train=10, num_val=4, pairs_per_question=2)
     pref.setup("fit")
     pairs = pref.pairs("train")

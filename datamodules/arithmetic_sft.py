@@ -1,0 +1,82 @@
+"""DataModules of the synthetic arithmetic task (`datamodules/arithmetic.py`): SFT, and the self-rewarding seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litforge.data import encode_prompt_response
+from litforge.datamodules.arithmetic import GRADE_TEMPLATE, arithmetic_questions, grade_reply, graded_responses
+from litforge.datamodules.base import LMDataModule
+from litforge.errors import require
+from litforge.plugins.judges.llm import fill
+
+
+class ArithmeticSFTDataModule(LMDataModule):
+    """SFT on arithmetic questions: prompt "12+34+56=", response the chain of thought "46+56=102" (+ eos).
+
+    Args:
+        num_train: training questions.
+        num_val: validation questions (teacher-forced loss on their solutions).
+        num_test: held-out test questions.
+        num_terms: numbers added per question.
+        min_operand: smallest operand.
+        max_operand: largest operand.
+        task_seed: seed of the questions (the shuffle seed is `seed`).
+        **kwargs: see `LMDataModule`.
+    """
+
+    def __init__(self, num_train: int = 2000, num_val: int = 200, num_test: int = 200, num_terms: int = 3,
+                 min_operand: int = 10, max_operand: int = 99, task_seed: int = 0, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+        self.counts = {"train": num_train, "val": num_val, "test": num_test}
+        self.task = {"num_terms": num_terms, "min_operand": min_operand, "max_operand": max_operand}
+        self.task_seed = task_seed
+
+    def questions(self, split: str) -> list[dict[str, Any]]:
+        """The questions of a split (with their reference answers), for evaluation by generation."""
+        return arithmetic_questions(self.counts[split], split, self.task_seed, **self.task)
+
+    def load(self, split):
+        if not self.counts[split]:
+            return None
+        return [encode_prompt_response(self.tokenizer, q["prompt"], q["solution"]) for q in self.questions(split)]
+
+
+class SelfRewardSeedDataModule(ArithmeticSFTDataModule):
+    """The seed of self-rewarding (Yuan et al. 2024, §2.2): SFT on solving (IFT) and grading (EFT) arithmetic at once.
+
+    IFT examples are `ArithmeticSFTDataModule`'s (question -> chain of thought). EFT examples are the judge prompt
+    (`template` filled with a question and a correct or corrupted response) -> `grade_reply` (the working, the
+    rubric's points, "Score: N"), drawn over the same questions. Samples are built in memory, the same for the same
+    seeds; the shuffle order mixes the two kinds.
+
+    Args:
+        num_eft: grading examples in the training split (validation: `num_val` of each kind).
+        template: the judge prompt with `{prompt}` and `{response}` slots; the self-rewarding `LLMJudge` must use the
+            same.
+        eft_seed: seed of the responses and their corruptions.
+        **kwargs: see `ArithmeticSFTDataModule`.
+    """
+
+    def __init__(self, num_eft: int = 2000, template: str = GRADE_TEMPLATE, eft_seed: int = 0, **kwargs):
+        kwargs.setdefault("max_length", 128)
+        require("{response}" in template, "template",
+                f"needs a {{response}} slot (and usually {{prompt}}), got {template!r}")
+        super().__init__(**kwargs)
+        self.num_eft, self.template, self.eft_seed = num_eft, template, eft_seed
+
+    def eft(self, split: str) -> list[dict[str, Any]]:
+        """The grading examples of a split: {"prompt" (the filled judge prompt), "response" (the reply), "grade"}."""
+        questions = self.questions(split)
+        count = self.num_eft if split == "train" else self.counts[split]
+        operands = {q["prompt"]: q["operands"] for q in questions}
+        return [{"prompt": fill(self.template, row["prompt"], row["response"]),
+                 "response": grade_reply(operands[row["prompt"]], row["response"]), "grade": row["grade"]}
+                for row in graded_responses(questions, count, self.eft_seed)] if questions else []
+
+    def load(self, split):
+        ift = super().load(split)
+        if ift is None:
+            return None
+        return ift + [encode_prompt_response(self.tokenizer, row["prompt"], row["response"]) for row in self.eft(split)]

@@ -1,0 +1,45 @@
+"""DataModules of the arithmetic task: SFT on the chain of thought, and the self-rewarding seed (IFT + EFT)."""
+
+from __future__ import annotations
+
+import pytest
+from litforge.datamodules import ArithmeticSFTDataModule, SelfRewardSeedDataModule
+from litforge.plugins.judges.llm import parse_score
+
+from litforge.data import IGNORE_INDEX
+
+
+def test_sft_labels_only_the_chain_of_thought():
+    sft = ArithmeticSFTDataModule(num_train=20, num_val=5, num_test=0)
+    sft.setup("fit")
+    sample = sft.splits["train"][0]
+    question = sft.questions("train")[0]
+    labelled = [t for t in sample["labels"] if t != IGNORE_INDEX]
+    assert sft.tokenizer.decode(labelled) == question["solution"] + "<|eos|>"
+
+
+def test_seed_datamodule_is_deterministic_and_mixes_ift_with_eft():
+    def built(seed):
+        data = SelfRewardSeedDataModule(num_train=40, num_eft=30, num_val=5, num_test=0, max_operand=49,
+                                        eft_seed=seed)
+        data.setup("fit")
+        return data
+
+    data = built(0)
+    train, val = data.splits["train"], data.splits["val"]
+    assert len(train) == 70 and len(val) == 10 and max(len(s["input_ids"]) for s in train) <= data.max_length
+    assert train == built(0).splits["train"] and train != built(1).splits["train"]
+    text = data.tokenizer.decode(train[-1]["input_ids"], skip_special_tokens=True)
+    prompt, reply = text.split("\n", 1)
+    assert prompt.startswith("Grade 0-5: ") and parse_score(reply) is not None
+    labelled = [t for t, label in zip(train[-1]["input_ids"], train[-1]["labels"]) if label != -100]
+    assert data.tokenizer.decode(labelled, skip_special_tokens=True) == reply  # the loss is on the reply only
+    first = data.tokenizer.decode(train[0]["input_ids"], skip_special_tokens=True)
+    assert "Grade" not in first and first.count("=") == 2  # an IFT example: question + chain of thought
+
+
+def test_a_seed_template_without_a_response_slot_is_refused():
+    with pytest.raises(ValueError, match="response"):
+        SelfRewardSeedDataModule(template="Grade: {prompt}\n")
+
+
