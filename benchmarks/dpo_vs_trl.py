@@ -69,7 +69,7 @@ def run_litforge(mode: str, count: int, steps: int, root: str) -> dict:
     from litforge.lightning_modules import DPONLL
 
     from litforge.backbones import TinyModel
-    from litforge.reference import FrozenCopy, PrecomputedReference
+    from litforge.plugins.reference import FrozenCopy, PrecomputedReference
 
     class Pairs(PreferenceDataModule):
         def pairs(self, split):

@@ -23,7 +23,7 @@ from litforge.plugins.moe import SparseUpcycle
 from transformers import AutoModelForCausalLM
 
 from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.merge import save_directory
+from litforge.checkpoint import save_directory
 from litforge.runtime import keep_freed_memory
 
 WARMUP = 5

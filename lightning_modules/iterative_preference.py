@@ -73,6 +73,18 @@ class IterativePreference(IterativeObjective):
         if stage == "fit" and self.num_judge_heldout:  # fails before training on a datamodule without grades
             self.graded_rows = self.trainer.datamodule.graded(self.num_judge_heldout)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # the judges' counters (LLMJudge seeds each call with them): a resumed run judges with the same seeds
+        checkpoint["judges"] = {field: getattr(self, field).state_dict() for field in ("judge", "heldout_judge")
+                                if getattr(self, field) is not None}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        for field, state in checkpoint.get("judges", {}).items():
+            if getattr(self, field) is not None:
+                getattr(self, field).load_state_dict(state)
+
     def build_rows(self, k, prompts):
         """Sample, judge and pair this rank's shard of the prompts; every rank returns all pairs in prompt order,
         with the statistics: pairs built, judge failures, mean score, share of correct candidates where the rule has
@@ -143,7 +155,7 @@ def judge_prompts(model, tokenizer, judge: Judge, prompts: list[str], references
     generated = time.perf_counter()
     texts = [list(dict.fromkeys(t for t in samples if t.strip())) for samples in generations.texts]
     flat = [(i, text) for i, samples in enumerate(texts) for text in samples]
-    judge.attach(model, tokenizer)
+    judge.use_policy(model, tokenizer)
     failures_before = judge.failures
     flat_scores = judge.score([prompts[i] for i, _ in flat], [t for _, t in flat], [references[i] for i, _ in flat])
     scores: list[list[float | None]] = [[] for _ in prompts]
@@ -160,7 +172,7 @@ def evaluate_policy(model, tokenizer, judge: Judge, prompts: list[str], referenc
                     **generation) -> float:
     """Mean judge score of one greedy response per prompt (accuracy with AnswerJudge); NaN when nothing parsed."""
     generations = generate(model, tokenizer, prompts, n=1, temperature=0.0, **generation)
-    judge.attach(model, tokenizer)
+    judge.use_policy(model, tokenizer)
     scores = [s for s in judge.score(prompts, [t[0] for t in generations.texts], references) if s is not None]
     return sum(scores) / len(scores) if scores else float("nan")
 
@@ -183,10 +195,10 @@ def agreement(scores: list[float | None], grades: list[int]) -> dict[str, Any]:
 
 def judge_agreement(model, tokenizer, judge: Judge, prompts: list[str], responses: list[str], grades: list[int],
                     references: list[str | None]) -> dict[str, Any]:
-    """`agreement` of the judge (attached to the current policy) with true grades of fixed (prompt, response) rows,
+    """`agreement` of the judge (given the current policy) with true grades of fixed (prompt, response) rows,
     plus the judge's failed verdicts during the call (`judge_heldout_reply_failures`: for `LLMJudge`, replies with no
     valid "Score: N")."""
-    judge.attach(model, tokenizer)
+    judge.use_policy(model, tokenizer)
     failures_before = judge.failures
     stats = agreement(judge.score(prompts, responses, references), grades)
     return dict(stats, judge_heldout_reply_failures=judge.failures - failures_before)

@@ -75,7 +75,7 @@ class LiftDPO(DPONLL):
                  ) -> list[float | None]:
         """Judge verdicts in [0, 1] per response: win/tie/loss against its baseline where there is one, else the
         judge's own score (clipped to [0, 1]); None where the judge gave no verdict."""
-        self.judge.attach(self.model, self.tokenizer)
+        self.judge.use_policy(self.model, self.tokenizer)
         scores = self.judge.score(prompts, responses)
         baselines = baselines or [None] * len(prompts)
         against = [i for i, baseline in enumerate(baselines) if isinstance(baseline, str)]

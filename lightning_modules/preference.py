@@ -13,7 +13,7 @@ Speed:
 2. The language-model head and the log-softmax run only on response positions (prompt and padding rows of the
    hidden states are dropped before the vocabulary projection), so the (tokens x vocab) logits, usually the largest
    activation of a step, exist only where a loss is taken.
-3. Reference log-probs are computed first in a step, under `torch.inference_mode` (see `litforge.reference`), so
+3. Reference log-probs are computed first in a step, under `torch.inference_mode` (see `plugins/reference/`), so
    their forward's memory is free again before the policy's graph is built.
 4. On CPU, `litforge.runtime.keep_freed_memory` (applied by every litforge module) keeps freed activations in the
    process instead of mapping fresh pages every step.
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from jsonargparse import lazy_instance
+from litforge.plugins.reference import FrozenCopy, ReferenceSource
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -33,7 +34,6 @@ from litforge.data import IGNORE_INDEX
 from litforge.errors import ConfigError, require
 from litforge.losses import token_logprobs
 from litforge.module import LitforgeModule
-from litforge.reference import FrozenCopy, ReferenceSource
 from litforge.shared_prompt import accepts_4d_mask, share_prompts, shared_hidden_states
 
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
@@ -116,7 +116,7 @@ class PreferenceModule(LitforgeModule):
     def configure_model(self) -> None:
         super().configure_model()
         if self.reference is not None:
-            self.reference.attach(self)
+            self.reference.bind(self)
 
     def reanchor_reference(self) -> None:
         """Make the reference equal to the current policy (a frozen copy) and drop cached reference log-probs."""

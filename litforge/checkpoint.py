@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import pickle
 import tempfile
@@ -16,10 +17,10 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from litforge.backbones import config_from_dict
 from litforge.data import atomic_path
 from litforge.errors import CheckpointError, require
-from litforge.plugins.position.base import reattach
 from litforge.tokenizer import load_tokenizer
 
 EXPORT_DTYPES = ("float32", "bfloat16", "float16")
+POSITION_KEY = "litforge_position"  # the model config field recording the position encoding a model was built with
 
 
 def checkpoint_metadata(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -175,3 +176,48 @@ def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, o
 def _tied_keys(model: PreTrainedModel) -> set[str]:
     """Parameter names that are tied to another one (a list or a dict of names, depending on the model)."""
     return set(getattr(model, "_tied_weights_keys", None) or ())
+
+
+def recorded_position(config: Any) -> Any | None:
+    """The position encoding a model config (or its `to_dict()`) records, rebuilt from its `{class_path, init_args}`
+    (a `PositionEncoding` of plugins/position/ writes it); None when the model uses the backbone's own."""
+    spec = config.get(POSITION_KEY) if isinstance(config, dict) else getattr(config, POSITION_KEY, None)
+    if not spec:
+        return None
+    module, _, name = spec["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and callable(getattr(cls, "attach", None))):
+        raise TypeError(f"{spec['class_path']} recorded in the model config is not a position encoding")
+    return cls(**spec.get("init_args", {}))
+
+
+def reattach(model: PreTrainedModel) -> PreTrainedModel:
+    """Attach again the position encoding a saved model recorded (before loading its weights); returns the model."""
+    position = recorded_position(model.config)
+    if position is not None:
+        position.attach(model)
+    return model
+
+
+def load_pretrained(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                    attn_implementation: str | None = None) -> PreTrainedModel:
+    """Load a directory written by `litforge export`, with its position encoding (plain transformers would not know it).
+
+    `AutoModelForCausalLM.from_pretrained` on such a directory builds the backbone with RoPE, warns that the
+    encoding's weights (e.g. `...self_attn.cope.pos_emb`) were not used, and returns a different model.
+    `attn_implementation` applies where the encoding keeps the backbone's attention (CoPE brings its own).
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    model = reattach(AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation))
+    state = {}
+    for file in sorted(os.listdir(path)):
+        if file.endswith(".safetensors"):
+            state.update(load_file(os.path.join(path, file)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [key for key in missing if key not in _tied_keys(model)]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model.eval()

@@ -6,14 +6,13 @@ validation metrics, the benchmark and the length judge all count words with `cou
 Departures from the paper:
     1. Words are whitespace-separated pieces (`len(text.split())`); the paper counts words but names no tokenizer.
     2. The template's wording is ours; it keeps the paper's shape (a word limit, a blank line, the instruction).
-    3. How the limit of an augmented pair is drawn is not fully public (unsure): it is a `LimitRule` named in YAML;
-       `BetweenLengths` (default) puts the limit between the two responses' lengths, so exactly one fits.
+    3. How the limit of an augmented pair is drawn is not fully public (unsure): it is a `LimitRule` named in YAML
+       (plugins/length/); `BetweenLengths` (default) puts the limit between the two responses' lengths, so exactly
+       one fits.
 """
 
 from __future__ import annotations
 
-import math
-import random
 import re
 from collections.abc import Sequence
 
@@ -86,62 +85,6 @@ def relabel(chosen: str, rejected: str, max_len: int) -> tuple[str, str] | None:
     if chosen_fits != rejected_fits:
         return (chosen, rejected) if chosen_fits else (rejected, chosen)
     return None
-
-
-class LimitRule:
-    """Picks the word limit of one augmented pair from the two responses' word counts."""
-
-    def pick(self, chosen_words: int, rejected_words: int, rng: random.Random) -> int:
-        """A positive word limit."""
-        raise NotImplementedError
-
-
-class BetweenLengths(LimitRule):
-    """A limit drawn uniformly from [shorter, longer - 1] words: the shorter response fits, the longer does not.
-
-    Equal lengths give that length (both fit; the original preference stands).
-    """
-
-    def pick(self, chosen_words: int, rejected_words: int, rng: random.Random) -> int:
-        shorter, longer = sorted((chosen_words, rejected_words))
-        return max(1, rng.randint(shorter, max(shorter, longer - 1)))
-
-
-class AroundLengths(LimitRule):
-    """A limit drawn uniformly from [low x shorter, high x longer] words, so all three relabelling cases occur.
-
-    Args:
-        low: lower end as a fraction of the shorter response's length.
-        high: upper end as a multiple of the longer response's length.
-    """
-
-    def __init__(self, low: float = 0.5, high: float = 1.5):
-        require(low >= 0, "low", f"must be >= 0, got {low}")
-        require(high >= low, "high", f"must be >= low={low}, got {high}")
-        self.low, self.high = low, high
-
-    def pick(self, chosen_words: int, rejected_words: int, rng: random.Random) -> int:
-        shorter, longer = sorted((chosen_words, rejected_words))
-        lowest = max(1, math.floor(self.low * shorter))
-        return rng.randint(lowest, max(lowest, math.ceil(self.high * longer)))
-
-
-class FixedLimits(LimitRule):
-    """A limit drawn from a fixed list, whatever the responses' lengths (as benchmark prompts carry).
-
-    Args:
-        limits: the word limits to choose from.
-    """
-
-    def __init__(self, limits: list[int] = [50, 100, 200]):
-        require(bool(limits), "limits", "needs at least one limit")
-        for limit in limits:
-            require(isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1, "limits",
-                    f"each must be a positive integer, got {limit!r}")
-        self.limits = list(limits)
-
-    def pick(self, chosen_words: int, rejected_words: int, rng: random.Random) -> int:
-        return rng.choice(self.limits)
 
 
 def violation_rate(responses: Sequence[str], limits: Sequence[int]) -> float:

@@ -164,7 +164,7 @@ def preference(model: str, **init_args) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", [
-    preference("DPONLL", reference={"class_path": "litforge.reference.PrecomputedReference"}),
+    preference("DPONLL", reference={"class_path": "PrecomputedReference"}),
     preference("PairwiseCringe"),  # samples its positive tokens from the global random state, in validation too
 ], ids=["dpo_nll_precomputed_reference", "pairwise_cringe"])
 def test_preference_killed_mid_epoch_resumes_exactly(tmp_path, config):

@@ -28,7 +28,7 @@ from litforge.plugins.moe.router import routing_fractions
 from litforge.checkpoint import export
 from litforge.cli import run_lightning
 from litforge.losses import token_cross_entropy
-from litforge.merge import load_branch, merge
+from litforge.plugins.moe.merge import load_branch, merge
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "btx"
 

@@ -29,7 +29,7 @@ from litforge.datamodules import ArithmeticPreferenceDataModule, ArithmeticSFTDa
 from litforge.datamodules.arithmetic import arithmetic_questions, extract_answer
 from litforge.lightning_modules import DPONLL, CausalLM, PairwiseCringe
 from litforge.optim import WarmupCosine
-from litforge.reference import PrecomputedReference
+from litforge.plugins.reference import PrecomputedReference
 
 BACKBONE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64}
 

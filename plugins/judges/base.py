@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -18,13 +19,22 @@ class Judge:
 
     failures: int = 0
 
-    def attach(self, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Called with the current policy before each round of judging (judges that use the policy keep it)."""
+    def use_policy(self, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Called with the current policy before each round of judging: a judge that judges with the policy keeps
+        it, one with its own model moves that model to the policy's device, the others ignore it."""
 
     def score(self, prompts: list[str], responses: list[str],
               references: list[str | None] | None = None) -> list[float | None]:
         """One score per (prompt, response[, reference]), or None where the judge gave no verdict."""
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters a resumed run needs to judge as an uninterrupted one would (saved in the checkpoint)."""
+        return {"failures": self.failures}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` output."""
+        self.failures = state.get("failures", 0)
 
 
 def one_group_pattern(pattern: str, field: str) -> re.Pattern:

@@ -65,7 +65,8 @@ class LLMJudge(Judge):
         max_score: highest valid score.
         score_pattern: regular expression with one group, the number of a score line.
         batch_size: sequences per generation batch.
-        seed: seed of the judge's sampling (advanced at every call, so repeated calls differ).
+        seed: seed of the judge's sampling (call c samples with seed + c, so repeated calls differ; the call count
+            is saved in the checkpoint, so a resumed run goes on with the same seeds).
     """
 
     def __init__(self, checkpoint: str | None = None, template: str = ADDITIVE_RUBRIC, samples: int = 3,
@@ -97,7 +98,7 @@ class LLMJudge(Judge):
             self.model = LocalCheckpoint(checkpoint).build(len(self.tokenizer), self.tokenizer.pad_token_id,
                                                            self.tokenizer.bos_token_id, self.tokenizer.eos_token_id)
 
-    def attach(self, policy, tokenizer):
+    def use_policy(self, policy, tokenizer):
         if self.checkpoint is None:
             self.model, self.tokenizer = policy, tokenizer
         elif self.model is not None:
@@ -106,11 +107,19 @@ class LLMJudge(Judge):
     def judge_replies(self, judge_prompts: list[str]) -> list[list[str]]:
         """`samples` judge replies to each filled judge prompt (overridable, e.g. to call a served model)."""
         if self.model is None:
-            raise RuntimeError("LLMJudge with checkpoint=None judges with the policy: call attach(policy, tokenizer)")
+            raise RuntimeError("LLMJudge with checkpoint=None judges with the policy: call use_policy(policy, tokenizer)")
         out = generate(self.model, self.tokenizer, judge_prompts, n=self.samples, max_new_tokens=self.max_new_tokens,
                        temperature=self.temperature, top_p=self.top_p, seed=self.seed + self.calls,
                        batch_size=self.batch_size)
         return out.texts
+
+    def state_dict(self):
+        # `calls` seeds the next call's sampling: a resumed run must go on from it, not from 0
+        return dict(super().state_dict(), calls=self.calls, replies=self.replies)
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.calls, self.replies = state.get("calls", 0), state.get("replies", 0)
 
     def score(self, prompts, responses, references=None):
         self.calls += 1

@@ -7,17 +7,15 @@ submodules of that model (so they train, checkpoint and export under ordinary st
 
 from __future__ import annotations
 
-import importlib
-import os
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from litforge.checkpoint import POSITION_KEY
 from litforge.errors import require
 
-CONFIG_KEY = "litforge_position"  # the model config field that records which encoding a model uses
 ATTACHED = "litforge_position_attached"  # the model attribute that marks an encoding as attached to that instance
 
 
@@ -41,56 +39,10 @@ class PositionEncoding:
         setattr(model, ATTACHED, type(self).__name__)
 
     def record(self, model: PreTrainedModel) -> None:
-        """Write `{class_path, init_args}` into `model.config`; `from_config` reads it back."""
+        """Write `{class_path, init_args}` into `model.config`; `litforge.checkpoint.reattach` reads it back."""
         cls = type(self)
-        setattr(model.config, CONFIG_KEY, {"class_path": f"{cls.__module__}.{cls.__qualname__}",
+        setattr(model.config, POSITION_KEY, {"class_path": f"{cls.__module__}.{cls.__qualname__}",
                                            "init_args": self.init_args()})
-
-
-def from_config(config: Any) -> PositionEncoding | None:
-    """The encoding recorded in a model config (or its `to_dict()`), or None when the model uses its own."""
-    spec = config.get(CONFIG_KEY) if isinstance(config, dict) else getattr(config, CONFIG_KEY, None)
-    if not spec:
-        return None
-    module, _, name = spec["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    if not (isinstance(cls, type) and issubclass(cls, PositionEncoding)):
-        raise TypeError(f"{spec['class_path']} recorded in the model config is not a PositionEncoding")
-    return cls(**spec.get("init_args", {}))
-
-
-def reattach(model: PreTrainedModel) -> PreTrainedModel:
-    """Attach again the encoding a saved model recorded (before loading its weights); returns the model."""
-    position = from_config(model.config)
-    if position is not None:
-        position.attach(model)
-    return model
-
-
-def load_pretrained(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
-                    attn_implementation: str | None = None) -> PreTrainedModel:
-    """Load a directory written by `litforge export`, with its position encoding (plain transformers would not know it).
-
-    `AutoModelForCausalLM.from_pretrained` on such a directory builds the backbone with RoPE, warns that the
-    encoding's weights (e.g. `...self_attn.cope.pos_emb`) were not used, and returns a different model.
-    `attn_implementation` applies where the encoding keeps the backbone's attention (CoPE brings its own).
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    model = reattach(AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation))
-    from safetensors.torch import load_file
-
-    state = {}
-    for file in sorted(os.listdir(path)):
-        if file.endswith(".safetensors"):
-            state.update(load_file(os.path.join(path, file)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or {})
-    missing = [key for key in missing if key not in tied]
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return model.eval()
 
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:

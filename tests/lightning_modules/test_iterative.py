@@ -22,7 +22,7 @@ from litforge.plugins.pair_rules import BestVsWorst
 from litforge.backbones import TinyModel
 from litforge.errors import ConfigError
 from litforge.iterations import iteration_paths
-from litforge.reference import PrecomputedReference
+from litforge.plugins.reference import PrecomputedReference
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
         "max_position_embeddings": 64}

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from litforge.datamodules.lift import LengthBiasedPreferenceDataModule, LengthInstructedDataModule
+from litforge.datamodules import LengthBiasedPreferenceDataModule, LengthInstructedDataModule
 from litforge.lightning_modules.lift_dpo import LiftDPO
 from litforge.plugins.judges.length import LengthJudge
 

@@ -15,7 +15,7 @@ from litforge.lightning_modules import DPONLL, PairwiseCringe
 from litforge.shared_prompt import share_prompts
 from litforge.losses import sequence_logprobs
 from litforge.plugins.position import Absolute, CoPE
-from litforge.reference import AdaptersDisabled, PrecomputedReference
+from litforge.plugins.reference import AdaptersDisabled, PrecomputedReference
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from litforge.plugins.position import CoPE, NoPE, load_pretrained
+from litforge.plugins.position import CoPE, NoPE
 from litforge.plugins.position.cope import CoPETable, cope_attention, cope_core, cope_position_logits
 from transformers import AutoModelForCausalLM
 
 from litforge.backbones import LocalCheckpoint
-from litforge.checkpoint import checkpoint_metadata, export
+from litforge.checkpoint import checkpoint_metadata, export, load_pretrained
 from litforge.errors import ConfigError
 
 

@@ -63,7 +63,7 @@ def test_fill_is_one_pass():
 
 def test_llm_judge_with_the_policy_generates_replies(tiny_model, tokenizer):
     judge = LLMJudge(samples=2, max_new_tokens=4, template="{prompt} {response} Score:")
-    judge.attach(tiny_model, tokenizer)
+    judge.use_policy(tiny_model, tokenizer)
     scores = judge.score(["a", "b"], ["c", "d"])
     assert len(scores) == 2 and [len(r) for r in judge.last_replies] == [2, 2]
     assert judge.replies == 4 and 0 <= judge.failures <= 4

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from litforge.plugins.position import Absolute, CoPE, NoPE, RoPE, from_config, reattach
+from litforge.plugins.position import Absolute, CoPE, NoPE, RoPE
 from litforge.plugins.position.base import NoRotary
 
+from litforge.checkpoint import reattach, recorded_position
 from litforge.errors import ConfigError
 
 
@@ -55,7 +56,7 @@ def test_absolute_adds_a_trainable_table_and_caches(tiny_backbone, tokenizer):
 def test_recorded_encoding_reattaches(tiny_backbone, tokenizer, position):
     model = build(tiny_backbone, tokenizer)
     position.attach(model)
-    again = from_config(model.config.to_dict())
+    again = recorded_position(model.config.to_dict())
     assert type(again) is type(position) and again.init_args() == position.init_args()
     fresh = reattach(build(tiny_backbone, tokenizer).__class__(model.config))
     fresh.load_state_dict(model.state_dict())

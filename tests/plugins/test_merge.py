@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, MixtralForCausalLM
 from litforge.backbones import TinyModel
 from litforge.cli import main, run_lightning
 from litforge.errors import CheckpointError, ConfigError
-from litforge.merge import load_branch, merge_command
+from litforge.plugins.moe.merge import load_branch, merge_command
 
 
 def save_branch(tokenizer, folder, seed=0, **overrides):
@@ -68,7 +68,7 @@ def test_merge_errors_are_clear(tmp_path, tokenizer, branches):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")
     with pytest.raises(FileExistsError, match="not empty"):
-        from litforge.merge import merge
+        from litforge.plugins.moe.merge import merge
         merge(BTXMerge(), [path for path, _ in branches], str(tmp_path / "full"))
     with pytest.raises(CheckpointError, match="missing: does not exist; a branch is a litforge .ckpt or a"):
         load_branch(tmp_path / "missing")

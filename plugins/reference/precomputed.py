@@ -1,73 +1,17 @@
-"""Where a preference objective's reference log-probs come from; YAML picks one by class_path.
-
-- `FrozenCopy`: a frozen deep copy of the policy, run beside it every step (saved in the checkpoint).
-- `PrecomputedReference`: one no-grad pass over every split before the first step, cached in memory and on disk
-  under the run directory; later epochs (and a resumed run) reuse it. No second model in memory.
-- `AdaptersDisabled`: with a LoRA policy, the reference is the base model with the adapters switched off.
-
-Reference forwards run under `torch.inference_mode` (no autograd bookkeeping at all) over the same shared-prompt
-rows as the policy (`PreferenceModule.pair_logprobs`).
-
-Each supports `reanchor(module)`: make the reference equal the current policy (iterative methods call it at every
-iteration boundary) and forget any cached log-probs.
-"""
+"""Reference log-probs computed once per dataset and anchor, cached in memory and on disk: no second model."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from lightning import LightningModule
 from torch.utils.data import DataLoader
 
 from litforge.data import atomic_path
-
-
-class ReferenceSource:
-    """Supplies reference log-probs (log pi_ref(chosen|x), log pi_ref(rejected|x)) for a batch of pairs.
-
-    `module` is the preference objective (lightning_modules/preference.py): its `model` and `pair_logprobs` are used.
-    """
-
-    def attach(self, module: LightningModule) -> None:
-        """Called once the policy is built (in `configure_model`)."""
-
-    def logprobs(self, module: LightningModule, batch: dict[str, Any], key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference (chosen, rejected) sequence log-probs, each (B,); `key` names the split ("train", "val0")."""
-        raise NotImplementedError
-
-    def reanchor(self, module: LightningModule) -> None:
-        """Make the reference equal to the current policy and invalidate cached log-probs."""
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint must remember about the source (beyond module weights)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict()` output."""
-
-
-class FrozenCopy(ReferenceSource):
-    """A frozen deep copy of the policy, registered as `module.reference_model` (so it moves and is checkpointed)."""
-
-    def attach(self, module):
-        if getattr(module, "reference_model", None) is None:
-            module.reference_model = freeze(copy.deepcopy(module.model))
-
-    def logprobs(self, module, batch, key):
-        module.reference_model.eval()  # Lightning puts every submodule in train mode at the start of fit
-        with torch.inference_mode():
-            out = module.pair_logprobs(module.reference_model, batch)
-        return out.chosen.clone(), out.rejected.clone()  # clones are ordinary tensors, usable next to the policy's
-
-    def reanchor(self, module):
-        module.reference_model.load_state_dict(module.model.state_dict())
-        freeze(module.reference_model)
+from litforge.plugins.reference.base import ReferenceSource
 
 
 class PrecomputedReference(ReferenceSource):
@@ -141,45 +85,9 @@ class PrecomputedReference(ReferenceSource):
         self.table = state.get("table")
 
 
-class AdaptersDisabled(ReferenceSource):
-    """With a LoRA policy (peft), the reference is the base model: the same forward with adapters switched off.
-
-    `reanchor` merges each adapter's update into its base weight and zeroes the adapter's B matrix, so policy and
-    reference both equal the current policy and training continues with fresh (zero) adapters.
-    """
-
-    def attach(self, module):
-        if not hasattr(module.model, "disable_adapter"):
-            raise ValueError("AdaptersDisabled needs a LoRA policy: set `lora:` on the preference module")
-
-    def logprobs(self, module, batch, key):
-        with torch.inference_mode(), module.model.disable_adapter():
-            out = module.pair_logprobs(module.model, batch)
-        return out.chosen.clone(), out.rejected.clone()
-
-    def reanchor(self, module):
-        from peft.tuners.lora import LoraLayer
-
-        with torch.no_grad():
-            for layer in module.model.modules():
-                if isinstance(layer, LoraLayer):
-                    for name in layer.active_adapters:
-                        if name in layer.lora_B:
-                            layer.get_base_layer().weight += layer.get_delta_weight(name)
-                            layer.lora_B[name].weight.zero_()
-
-
 def in_order(loader: DataLoader) -> DataLoader:
     """A loader's samples in dataset order, neither shuffled nor sharded (a later lookup may ask for any of them)."""
     return DataLoader(loader.dataset, batch_size=loader.batch_size or 1, collate_fn=loader.collate_fn)
-
-
-def freeze(model: torch.nn.Module) -> torch.nn.Module:
-    """Eval mode, no gradients."""
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
 
 
 def data_hash(samples) -> str:

@@ -3,6 +3,8 @@ a standard Hugging Face directory (Mixtral format for MoE merges) that loads in 
 
     litforge merge --config configs/btx/merge.yaml
     litforge merge --upcycler BTXMerge --experts [a/hf,b/hf,c/hf] --seed seed/hf --out merged
+
+The CLI (litforge/cli.py) runs `merge_command`.
 """
 
 from __future__ import annotations
@@ -54,9 +56,8 @@ def merge(upcycler: Upcycler, experts: list[str], out: str, seed: str | None = N
 
 
 def merge_parser() -> ArgumentParser:
-    """The jsonargparse parser of `litforge merge` (YAML via --config, --print_config; upcycler by class_path)."""
-    import litforge.plugins
-
+    """The jsonargparse parser of `litforge merge` (YAML via --config, --print_config; upcycler by class_path: the
+    upcyclers of this package resolve by short name)."""
     parser = ArgumentParser(prog="litforge merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these arguments")
     parser.add_argument("--upcycler", type=Upcycler, required=True, help="BTXMerge, SparseUpcycle, BranchTrainMerge")

@@ -1,0 +1,36 @@
+"""With a LoRA policy (peft), the reference is the base model: the same forward with the adapters switched off."""
+
+from __future__ import annotations
+
+import torch
+
+from litforge.errors import ConfigError
+from litforge.plugins.reference.base import ReferenceSource
+
+
+class AdaptersDisabled(ReferenceSource):
+    """The policy's own forward with its LoRA adapters switched off; no second model in memory.
+
+    `reanchor` merges each adapter's update into its base weight and zeroes the adapter's B matrix, so policy and
+    reference both equal the current policy and training continues with fresh (zero) adapters.
+    """
+
+    def bind(self, module):
+        if not hasattr(module.model, "disable_adapter"):
+            raise ConfigError("reference", "AdaptersDisabled needs a LoRA policy: set `lora:` on the preference module")
+
+    def logprobs(self, module, batch, key):
+        with torch.inference_mode(), module.model.disable_adapter():
+            out = module.pair_logprobs(module.model, batch)
+        return out.chosen.clone(), out.rejected.clone()
+
+    def reanchor(self, module):
+        from peft.tuners.lora import LoraLayer
+
+        with torch.no_grad():
+            for layer in module.model.modules():
+                if isinstance(layer, LoraLayer):
+                    for name in layer.active_adapters:
+                        if name in layer.lora_B:
+                            layer.get_base_layer().weight += layer.get_delta_weight(name)
+                            layer.lora_B[name].weight.zero_()
