@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import difflib
 import inspect
+import itertools
 import logging
 import os
 import re
@@ -45,7 +46,8 @@ class LitforgeCLI(LightningCLI):
     - A CSVLogger flushes at the trainer's `log_every_n_steps` unless its config sets another cadence.
     - Progress is `ProgressLine` when stdout is not a terminal and `StepProgressBar` when it is, unless
       `trainer.callbacks` names a progress bar or `trainer.enable_progress_bar` is false.
-    - `--ckpt_path` is checked before anything is written; `--ckpt_path last` with nothing saved starts fresh, saying so.
+    - `--ckpt_path` is checked before anything is written; `--ckpt_path last` with nothing saved yet starts fresh
+      and says so.
     - A fit that fails before its first step removes the logger run it created.
     """
 
@@ -206,7 +208,7 @@ def run_lightning(args: list[str] | None = None) -> LitforgeCLI:
 def class_help(argv: list[str]) -> bool:
     """`fit --model CausalLM --data SFTDataModule --help`: print the arguments of the classes named, as
     `--model.help CausalLM` and `--data.help SFTDataModule` do; False when the command line asks for something else."""
-    named = [(flag, value) for flag, value in zip(argv[1:], argv[2:])
+    named = [(flag, value) for flag, value in itertools.pairwise(argv[1:])
              if flag in ("--model", "--data") and not value.startswith("-")]
     if not named or not {"-h", "--help"} & set(argv):
         return False
@@ -218,7 +220,7 @@ def class_help(argv: list[str]) -> bool:
 
 def check_config_files(argv: list[str]) -> None:
     """Raise UserError for a `--config` file that is empty, not YAML, or not a mapping of sections."""
-    paths = [value for flag, value in zip(argv, argv[1:]) if flag in ("--config", "-c")]
+    paths = [value for flag, value in itertools.pairwise(argv) if flag in ("--config", "-c")]
     paths += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
     for path in map(Path, paths):
         if path.is_dir():

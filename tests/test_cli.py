@@ -152,7 +152,8 @@ def test_integer_val_check_interval_counts_batches_across_epochs_and_progress_sh
 @pytest.mark.slow
 def test_integer_val_check_interval_under_the_ddp_overlay(tmp_path):
     """2 gloo processes, 2 batches each an epoch, validation every 3 steps."""
-    config = last_and_best(tiny_run_config(tmp_path, max_steps=4, val_check_interval=3, limit_train_batches=2), tmp_path)
+    config = tiny_run_config(tmp_path, max_steps=4, val_check_interval=3, limit_train_batches=2)
+    config = last_and_best(config, tmp_path)
     run_litforge(["fit", "--config", str(write_yaml(tmp_path / "run.yaml", config)),
                   "--config", str(REPO / "configs/strategy/ddp.yaml")])
     assert [int(row["step"]) for row in csv_rows(tmp_path) if row.get("val/loss")] == [2]
@@ -221,7 +222,8 @@ def set_in(config, dotted, value):
     (("model.class_path", "CausalLMM"), "model: unknown class_path 'CausalLMM'; closest litforge names: CausalLM"),
     (("model.init_args.backbone.class_path", "TinyModle"), "closest litforge names: TinyModel"),
     (("trainer.max_steps", -5), "trainer: `max_steps` must be a non-negative integer"),
-    (("model.init_args.backbone.init_args.model_type", "lama"), "model_type: unknown model_type 'lama'; closest: llama"),
+    (("model.init_args.backbone.init_args.model_type", "lama"),
+     "model_type: unknown model_type 'lama'; closest: llama"),
     (("data.init_args.batch_size", "x"), "data.batch_size: Expected a <class 'int'>"),
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, expected):
