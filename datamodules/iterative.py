@@ -109,6 +109,8 @@ class ArithmeticIterativeDataModule(IterativeDataModule):
 
     def __init__(self, num_train: int = 200, num_val: int = 100, num_terms: int = 3, min_operand: int = 10,
                  max_operand: int = 99, task_seed: int = 0, max_length: int = 64, **kwargs):
+        require(num_train >= 1, "num_train", f"must be >= 1 (the prompts the policy generates for), got {num_train}")
+        require(num_val >= 0, "num_val", f"must be >= 0, got {num_val}")
         super().__init__(max_length=max_length, **kwargs)
         self.counts = {"train": num_train, "val": num_val, "test": num_val}
         self.task = dict(num_terms=num_terms, min_operand=min_operand, max_operand=max_operand)

@@ -57,6 +57,8 @@ class IterativePreference(IterativeObjective):
         require(temperature >= 0, "temperature", f"must be >= 0, got {temperature}")
         require(0 < top_p <= 1, "top_p", f"must be in (0, 1], got {top_p}")
         require(max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {max_new_tokens}")
+        require(stop is None or all(isinstance(text, str) and text for text in stop), "stop",
+                f"must be non-empty strings (an empty one would end every candidate at once), got {stop!r}")
         require(generation_batch_size >= 1, "generation_batch_size", f"must be >= 1, got {generation_batch_size}")
         require(num_heldout >= 0, "num_heldout", f"must be >= 0, got {num_heldout}")
         require(num_judge_heldout >= 0, "num_judge_heldout", f"must be >= 0, got {num_judge_heldout}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from litforge.datamodules import (
+    ArithmeticIterativeDataModule,
     ArithmeticSFTDataModule,
     BiographyReversalDataModule,
     CountingDataModule,
@@ -43,6 +44,11 @@ BAD = [
     (LengthBiasedPreferenceDataModule, {"error_rate": -0.1}, "error_rate"),
     (LengthBiasedSFTDataModule, {"instructed_share": 2.0}, "instructed_share"),
     (LengthInstructedDataModule, {"ratio": -1.0}, "ratio"),
+    (ArithmeticIterativeDataModule, {"num_train": 0}, "num_train"),
+    (ArithmeticIterativeDataModule, {"num_val": -1}, "num_val"),
+    (ArithmeticIterativeDataModule, {"num_terms": 0}, "num_terms"),
+    (ArithmeticIterativeDataModule, {"min_operand": 50, "max_operand": 40}, "max_operand"),
+    (ArithmeticIterativeDataModule, {"prompts_per_iteration": 0}, "prompts_per_iteration"),
 ]
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from litforge.lightning_modules import DPONLL, LiftDPO, MoECausalLM, PairwiseCringe, ReverseLM
+from litforge.lightning_modules import (DPONLL, IterativeCringe, IterativeRPO, LiftDPO, MoECausalLM, PairwiseCringe,
+                                        ReverseLM, SelfRewarding)
 
 from litforge.errors import ConfigError
 
@@ -20,6 +21,25 @@ BAD = [
     (MoECausalLM, {"router_aux_loss_coef": -0.01}, "router_aux_loss_coef: must be >= 0, got -0.01"),
     (ReverseLM, {"reverse_probability": 1.5}, r"reverse_probability: must be in \[0, 1\] or null, got 1.5"),
     (ReverseLM, {"reverse_probability": -0.1}, r"reverse_probability: must be in \[0, 1\] or null, got -0.1"),
+    # the iterative objectives' own settings (lightning_modules/iterative.py, iterative_preference.py)
+    (IterativeRPO, {"candidates": 1}, "candidates: must be >= 2 to make a pair, got 1"),
+    (IterativeRPO, {"temperature": -0.5}, "temperature: must be >= 0, got -0.5"),
+    (IterativeRPO, {"top_p": 0.0}, r"top_p: must be in \(0, 1\], got 0.0"),
+    (IterativeRPO, {"top_p": 1.5}, r"top_p: must be in \(0, 1\], got 1.5"),
+    (IterativeRPO, {"max_new_tokens": 0}, "max_new_tokens: must be >= 1, got 0"),
+    (IterativeRPO, {"stop": ["\n", ""]}, r"stop: must be non-empty strings .*, got \['\\n', ''\]"),
+    (IterativeRPO, {"generation_batch_size": 0}, "generation_batch_size: must be >= 1, got 0"),
+    (IterativeRPO, {"num_heldout": -1}, "num_heldout: must be >= 0, got -1"),
+    (IterativeRPO, {"num_judge_heldout": -1}, "num_judge_heldout: must be >= 0, got -1"),
+    (IterativeRPO, {"iterations": 0}, "iterations: must be >= 1, got 0"),
+    (IterativeRPO, {"epochs_per_iteration": 0}, "epochs_per_iteration: must be >= 1, got 0"),
+    (IterativeRPO, {"beta": 0}, "beta: must be > 0, got 0"),  # the loss's own settings still checked
+    (IterativeCringe, {"candidates": 0}, "candidates: must be >= 2 to make a pair, got 0"),
+    (IterativeCringe, {"iterations": -1}, "iterations: must be >= 1, got -1"),
+    (IterativeCringe, {"k": 0}, "k: must be >= 1, got 0"),
+    (SelfRewarding, {"temperature": -1.0}, "temperature: must be >= 0, got -1.0"),
+    (SelfRewarding, {"top_p": 2.0}, r"top_p: must be in \(0, 1\], got 2.0"),
+    (SelfRewarding, {"epochs_per_iteration": 0}, "epochs_per_iteration: must be >= 1, got 0"),
 ]
 
 
@@ -31,7 +51,11 @@ def test_bad_hyperparameter_is_a_config_error_naming_the_field(cls, kwargs, mess
 
 
 @pytest.mark.parametrize("cls, kwargs", [(DPONLL, {"beta": 0.1, "alpha": 0}), (PairwiseCringe, {"b": 0, "k": 1}),
-                                         (ReverseLM, {"reverse_probability": 0.0}), (MoECausalLM, {})])
+                                         (ReverseLM, {"reverse_probability": 0.0}), (MoECausalLM, {}),
+                                         (IterativeRPO, {"candidates": 2, "temperature": 0.0, "top_p": 1.0,
+                                                         "iterations": 1, "epochs_per_iteration": 1,
+                                                         "max_new_tokens": 1, "stop": ["\n"]}),
+                                         (SelfRewarding, {}), (IterativeCringe, {})])
 def test_boundary_values_are_accepted(cls, kwargs):
     cls(**kwargs)
 

@@ -16,7 +16,7 @@ from iterative_helpers import HashJudge, PairsLog
 from litforge.datamodules import (ArithmeticIterativeDataModule, ArithmeticPreferenceDataModule,
                                   JSONLIterativeDataModule)
 from litforge.lightning_modules import IterativeRPO
-from litforge.plugins.judges import AnswerJudge
+from litforge.plugins.judges import AnswerJudge, LLMJudge
 from litforge.plugins.pair_rules import BestVsWorst
 
 from litforge.backbones import TinyModel
@@ -118,6 +118,34 @@ def test_resume_mid_iteration_reuses_finished_data(tmp_path):
     assert module.history[0]["reused"] is True and module.history[1]["reused"] is False
     assert judge.calls >= 1 and iteration_paths(tmp_path, 1)[0].is_file()  # only iteration 1 (and held-out) judged
     assert any(key.startswith("reference_model.") for key in saved["state_dict"])
+
+
+class SeedRecordingJudge(LLMJudge):
+    """An LLMJudge whose replies are made from each call's seed (recorded) instead of sampled from a model."""
+
+    def __init__(self):
+        super().__init__(samples=1)
+        self.seeds: list[int] = []
+
+    def judge_replies(self, judge_prompts):
+        seed = self.seed + self.calls
+        self.seeds.append(seed)
+        return [[f"Score: {(sum(prompt.encode()) + seed) % 6}"] for prompt in judge_prompts]
+
+
+def test_a_resumed_run_judges_with_the_seeds_of_an_uninterrupted_one(tmp_path):
+    whole = SeedRecordingJudge()
+    fit(tmp_path / "whole", *make(whole, epochs_per_iteration=2, num_heldout=0))
+    first = SeedRecordingJudge()  # judges iteration 0, then the run stops inside it (after epoch 0)
+    fit(tmp_path / "cut", *make(first, epochs_per_iteration=2, num_heldout=0), callbacks=[StopAfterEpoch(0)])
+    saved = torch.load(tmp_path / "cut" / "ckpt" / "last.ckpt", weights_only=False)
+    assert saved["judges"] == {"judge": {"failures": first.failures, "calls": 1, "replies": first.replies}}
+    resumed = SeedRecordingJudge()  # a new process: its counters come from the checkpoint, not from 0
+    fit(tmp_path / "cut", *make(resumed, epochs_per_iteration=2, num_heldout=0),
+        ckpt_path=str(tmp_path / "cut" / "ckpt" / "last.ckpt"))
+    assert first.seeds + resumed.seeds == whole.seeds == [1, 2]
+    assert (resumed.calls, resumed.replies, resumed.failures) == (whole.calls, whole.replies, whole.failures)
+    assert iteration_paths(tmp_path / "cut", 1)[0].read_text() == iteration_paths(tmp_path / "whole", 1)[0].read_text()
 
 
 def test_a_precomputed_reference_reads_the_handed_pairs_without_generating(tmp_path):
