@@ -16,6 +16,8 @@ Departures from the paper:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from litforge.lightning_modules.dpo_nll import DPONLL
 from litforge.plugins.judges.base import Judge
@@ -70,6 +72,16 @@ class LiftDPO(DPONLL):
                                                   [verdicts[i] for i in scored])
                 self.win_rate.update(torch.tensor(rate, device=self.device), weight=len(scored))
                 self.log(f"{prefix}/li_win_rate", self.win_rate, add_dataloader_idx=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.judge is not None:  # its counters (LLMJudge seeds each call with them) go on after a resume
+            checkpoint["judges"] = {"judge": self.judge.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.judge is not None and "judge" in checkpoint.get("judges", {}):
+            self.judge.load_state_dict(checkpoint["judges"]["judge"])
 
     def verdicts(self, prompts: list[str], responses: list[str], baselines: list[str | None] | None
                  ) -> list[float | None]:

@@ -45,6 +45,18 @@ def test_validation_reports_what_the_generations_show(tiny_backbone):
     assert logged["val_length/li_win_rate"] == pytest.approx(1 - logged["val_length/violation_rate"])
 
 
+def test_the_judge_s_counters_travel_in_the_checkpoint(tiny_backbone):
+    module = LiftDPO(backbone=tiny_backbone, judge=LengthJudge())
+    module.configure_model()
+    module.judge.score(["no instruction here"], ["a response"])  # no limit: no verdict, one failure
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["judges"] == {"judge": {"failures": 1}}
+    resumed = LiftDPO(backbone=tiny_backbone, judge=LengthJudge())
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.judge.failures == 1
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob("configs/lift_dpo/*.yaml")))
 def test_configs_parse(path, capsys):
     command = "validate" if "validate" in path else "fit"
