@@ -22,16 +22,7 @@ class CausalLM(LitforgeModule):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.val_metrics = nn.ModuleList()  # one (loss, accuracy) pair per validation set, made in setup
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        # metrics are made here, not lazily inside the (inference-mode) validation loop
-        datamodule = getattr(self.trainer, "datamodule", None)
-        for split in ("val", "test"):
-            count = len(datamodule.names(split)) if hasattr(datamodule, "names") else 1
-            while len(self.val_metrics) < count:
-                self.val_metrics.append(nn.ModuleList([MeanMetric(), MeanMetric()]))
+        self.set_metrics = nn.ModuleDict()  # metric name -> one MeanMetric per evaluation set (`log_per_set`)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
@@ -48,24 +39,37 @@ class CausalLM(LitforgeModule):
         logits, targets = shift(logits, batch["labels"])
         labelled = targets != IGNORE_INDEX
         correct = (logits.argmax(-1) == targets)[labelled].float()
-        loss_metric, accuracy_metric = self.metrics_for(dataloader_idx)
-        loss_metric.update(loss, weight=count)
-        accuracy_metric.update(correct)
-        prefix = self.val_prefix(dataloader_idx)
-        self.log(f"{prefix}/loss", loss_metric, prog_bar=True, add_dataloader_idx=False)
-        self.log(f"{prefix}/acc", accuracy_metric, add_dataloader_idx=False)
+        self.log_per_set("loss", loss, dataloader_idx, weight=count, prog_bar=True)
+        self.log_per_set("acc", correct, dataloader_idx)
+
+    def log_per_set(self, name: str, values: torch.Tensor, dataloader_idx: int, weight: torch.Tensor | float = 1.0,
+                    **kwargs) -> None:
+        """Add `values` to the running mean `name` of one evaluation set and log it as `<set>/<name>`.
+
+        The one way per-set metrics are made: a torchmetrics `MeanMetric` per (name, set), made on first use outside
+        inference mode (so a `fit` after a `validate` can still update it) and reset at each evaluation epoch's start.
+        """
+        if name not in self.set_metrics:
+            self.set_metrics[name] = nn.ModuleList()
+        metrics = self.set_metrics[name]
+        with torch.inference_mode(False):
+            while len(metrics) <= dataloader_idx:
+                metrics.append(MeanMetric().to(self.device))
+        metrics[dataloader_idx].update(values, weight)
+        self.log(f"{self.val_prefix(dataloader_idx)}/{name}", metrics[dataloader_idx], add_dataloader_idx=False,
+                 metric_attribute=f"set_metrics.{name}.{dataloader_idx}", **kwargs)
 
     def on_validation_epoch_start(self) -> None:
         # states reset inside `trainer.validate` would be inference tensors that a later `fit` cannot update
         with torch.inference_mode(False):
-            for metric in self.modules():  # subclasses' metrics too
+            for metric in self.modules():
                 if isinstance(metric, Metric):
                     metric.reset()
 
     on_test_epoch_start = on_validation_epoch_start
 
     def on_validation_epoch_end(self) -> None:
-        for index in range(len(self.val_metrics)):
+        for index in range(len(self.set_metrics["loss"]) if "loss" in self.set_metrics else 0):
             loss = self.trainer.callback_metrics.get(f"{self.val_prefix(index)}/loss")
             if loss is not None:
                 self.log(f"{self.val_prefix(index)}/ppl", torch.exp(loss), add_dataloader_idx=False, sync_dist=True)
@@ -77,10 +81,6 @@ class CausalLM(LitforgeModule):
         logprobs, counts = sequence_logprobs(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
         return {"logprob": logprobs, "tokens": counts}
 
-    def metrics_for(self, dataloader_idx: int) -> nn.ModuleList:
-        """The (loss, accuracy) metrics of one validation set."""
-        return self.val_metrics[dataloader_idx]
-
     def val_prefix(self, dataloader_idx: int) -> str:
         """'val', or 'val_<name>' when the datamodule names its validation sets."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -88,3 +88,12 @@ class CausalLM(LitforgeModule):
         name = names[dataloader_idx] if dataloader_idx < len(names) else str(dataloader_idx)
         stage = "test" if self._trainer is not None and self.trainer.testing else "val"
         return f"{stage}_{name}" if name else stage
+
+
+def exact_matches(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per example with a labelled token, 1.0 when every labelled token is the argmax (greedy decoding would write the
+    answer exactly), else 0.0; shape (examples with labels,). Teacher-forced, from one forward."""
+    logits, targets = shift(logits, labels)
+    labelled = targets != IGNORE_INDEX  # (batch, T - 1)
+    hit = ((logits.argmax(-1) == targets) | ~labelled).all(-1)
+    return hit[labelled.any(-1)].float()

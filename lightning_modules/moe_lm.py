@@ -37,8 +37,6 @@ class MoECausalLM(CausalLM):
         self.router_aux_loss_coef = router_aux_loss_coef
         self.freeze_experts = freeze_experts
         self.router_logits: tuple[torch.Tensor, ...] | None = None  # of the last forward: per layer (tokens, N)
-        self.routing_counts: dict[int, list[torch.Tensor]] = {}  # per validation set: [slot counts (layers, N), tokens]
-        self.routing_fractions: dict[str, torch.Tensor] = {}  # per validation set name: (layers, N), after each epoch
 
     def configure_model(self) -> None:
         super().configure_model()
@@ -71,23 +69,10 @@ class MoECausalLM(CausalLM):
         self.log("train/total_loss", total, batch_size=size)
         return total
 
-    def on_validation_epoch_start(self) -> None:
-        self.routing_counts = {}
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        super().validation_step(batch, batch_idx, dataloader_idx)
+    def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
+        super().score(logits, batch, dataloader_idx)
         counts, tokens = routing_fractions(self.router_logits, self.top_k, batch["attention_mask"].reshape(-1))
-        if dataloader_idx in self.routing_counts:
-            self.routing_counts[dataloader_idx][0] += counts
-            self.routing_counts[dataloader_idx][1] += tokens
-        else:
-            self.routing_counts[dataloader_idx] = [counts, tokens]
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        for index, (counts, tokens) in sorted(self.routing_counts.items()):
-            prefix = self.val_prefix(index)
-            fractions = counts / (tokens * self.top_k)  # (layers, N), each row sums to 1
-            self.routing_fractions[prefix] = fractions.cpu()
-            for expert, value in enumerate(fractions.mean(0)):
-                self.log(f"{prefix}/route_e{expert}", value, add_dataloader_idx=False, sync_dist=True)
+        # a token-weighted mean of this batch's fractions is the set's fraction: sum of slots / (tokens x k)
+        fractions = (counts / (tokens * self.top_k).clamp(min=1)).mean(0)  # (N,), averaged over layers
+        for expert, value in enumerate(fractions):
+            self.log_per_set(f"route_e{expert}", value, dataloader_idx, weight=tokens)

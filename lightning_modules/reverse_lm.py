@@ -22,14 +22,12 @@ from __future__ import annotations
 import random
 
 import torch
-from litforge.lightning_modules.causal_lm import CausalLM
+from litforge.lightning_modules.causal_lm import CausalLM, exact_matches
 from litforge.plugins.reversal.base import ReversalTransform
-from torch import nn
-from torchmetrics import MeanMetric
 
-from litforge.data import IGNORE_INDEX, Collator, Sample
+from litforge.data import Collator, Sample
 from litforge.errors import require
-from litforge.losses import shift, token_cross_entropy
+from litforge.losses import token_cross_entropy
 
 
 class ReverseLM(CausalLM):
@@ -56,7 +54,6 @@ class ReverseLM(CausalLM):
         if transform is not None:
             transform.setup(self.tokenizer)
         self.collate = Collator(self.tokenizer.pad_token_id)
-        self.exact_match = nn.ModuleList()  # one MeanMetric per validation set
 
     def directions(self, batch: dict[str, torch.Tensor]) -> tuple[list[Sample], list[Sample]]:
         """Split a padded batch into the samples trained forward and the reversed samples."""
@@ -96,12 +93,4 @@ class ReverseLM(CausalLM):
 
     def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
         super().score(logits, batch, dataloader_idx)
-        logits, targets = shift(logits, batch["labels"])
-        labelled = targets != IGNORE_INDEX
-        # exact match: every labelled token is the argmax, i.e. greedy decoding would write the answer exactly
-        hit = ((logits.argmax(-1) == targets) | ~labelled).all(-1)[labelled.any(-1)].float()
-        while len(self.exact_match) <= dataloader_idx:
-            self.exact_match.append(MeanMetric().to(self.device))
-        self.exact_match[dataloader_idx].update(hit)
-        self.log(f"{self.val_prefix(dataloader_idx)}/exact_match", self.exact_match[dataloader_idx],
-                 add_dataloader_idx=False, metric_attribute=f"exact_match.{dataloader_idx}")
+        self.log_per_set("exact_match", exact_matches(logits, batch["labels"]), dataloader_idx)

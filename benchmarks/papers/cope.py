@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from litforge.datamodules.cope_tasks import CountingDataModule, FlipFlopDataModule
-from litforge.lightning_modules.cope_lm import answer_errors
+from litforge.lightning_modules.causal_lm import exact_matches
 from litforge.plugins.position import Absolute, CoPE, NoPE, RoPE
 
 from litforge.backbones import TinyModel
@@ -69,7 +69,7 @@ def train_and_test(task: str, encoding: str, seed: int, steps: int, batch_size: 
             for start in range(0, len(samples), 100):
                 batch = collate(samples[start:start + 100])
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                wrong.append(answer_errors(logits, batch["labels"]))
+                wrong.append(1 - exact_matches(logits, batch["labels"]))
             errors[name] = 100 * torch.cat(wrong).mean().item()
     return errors
 

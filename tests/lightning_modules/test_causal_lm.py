@@ -8,6 +8,7 @@ from functools import partial
 from litforge.checkpoint import model_from_checkpoint
 from litforge.datamodules import SyntheticTextDataModule
 from litforge.lightning_modules import CausalLM
+from litforge.lightning_modules.causal_lm import exact_matches
 
 
 def fit(module, data, tmp_path, steps=10, **trainer):
@@ -75,3 +76,15 @@ def test_predict_scores_each_sample(tiny_backbone, tmp_path):
     batches = trainer.predict(module, datamodule=data)
     assert batches[0]["tokens"].tolist() == [31] * 4  # packed blocks of 32: 31 predicted tokens each
     assert (batches[0]["logprob"] < 0).all()
+
+
+def test_exact_matches_counts_examples_whose_every_labelled_token_is_the_argmax():
+    # vocab 2; each row predicts positions 1 and 2 from positions 0 and 1 (the last position predicts nothing)
+    logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]],  # argmax 1, 0
+                           [[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]],  # argmax 1, 1
+                           [[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]])
+    labels = torch.tensor([[-100, 1, 0],  # both answer tokens right: a hit
+                           [-100, 1, 0],  # the second one wrong: a miss
+                           [-100, -100, -100]])  # no answer: not counted
+    assert exact_matches(logits, labels).tolist() == [1.0, 0.0]
+

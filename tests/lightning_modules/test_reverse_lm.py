@@ -76,7 +76,7 @@ def test_cli_fit_logs_both_losses_and_exact_match(tmp_path):
         "--data.init_args.num_pairs=16", "--data.init_args.batch_size=8",
         "--trainer.max_steps=4", "--trainer.val_check_interval=4", "--trainer.log_every_n_steps=1",
         f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
-        "--trainer.enable_progress_bar=false"])
+        f"--trainer.callbacks.init_args.dirpath={tmp_path}", "--trainer.enable_progress_bar=false"])
     metrics = cli.trainer.callback_metrics
     for key in ["train/forward_loss", "train/reverse_loss", "val_forward/exact_match", "val_reverse/exact_match",
                 "val_reverse/loss"]:
