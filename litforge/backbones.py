@@ -104,7 +104,7 @@ class LocalCheckpoint(Backbone):
         from litforge.checkpoint import load_pretrained, recorded_position
 
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
-        if recorded_position(config) is not None:  # plain from_pretrained would build RoPE and drop e.g. the CoPE tables
+        if recorded_position(config) is not None:  # plain from_pretrained: RoPE, and e.g. the CoPE tables dropped
             model = load_pretrained(path, dtype=getattr(torch, self.dtype),
                                     attn_implementation=self.attn_implementation)
         else:

@@ -107,7 +107,8 @@ class LLMJudge(Judge):
     def judge_replies(self, judge_prompts: list[str]) -> list[list[str]]:
         """`samples` judge replies to each filled judge prompt (overridable, e.g. to call a served model)."""
         if self.model is None:
-            raise RuntimeError("LLMJudge with checkpoint=None judges with the policy: call use_policy(policy, tokenizer)")
+            raise RuntimeError("LLMJudge with checkpoint=None judges with the policy: call use_policy(policy, "
+                               "tokenizer) first")
         out = generate(self.model, self.tokenizer, judge_prompts, n=self.samples, max_new_tokens=self.max_new_tokens,
                        temperature=self.temperature, top_p=self.top_p, seed=self.seed + self.calls,
                        batch_size=self.batch_size)

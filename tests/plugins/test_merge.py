@@ -131,7 +131,8 @@ def test_moe_finetune_logs_routing_and_exports_mixtral(tmp_path, branches):
         assert f"val_{domain}/loss" in metrics
     assert metrics["train/balance_loss"].item() >= 1.0 - 1e-5  # N * sum f P is at least 1
     after = cli.model.model.state_dict()
-    assert torch.equal(after["model.layers.0.mlp.experts.gate_up_proj"], before["model.layers.0.mlp.experts.gate_up_proj"])
+    experts = "model.layers.0.mlp.experts.gate_up_proj"
+    assert torch.equal(after[experts], before[experts])
     assert not torch.equal(after["model.layers.0.mlp.gate.weight"], before["model.layers.0.mlp.gate.weight"])
     main(["export", str(tmp_path / "ckpt" / "last.ckpt"), str(tmp_path / "hf")])
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", local_files_only=True)
