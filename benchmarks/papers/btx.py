@@ -101,7 +101,8 @@ def main() -> None:
 
     dense = fit("dense_mix", budget)
     results[f"dense seed on the mix ({budget} steps)"], _ = evaluate(dense, data)
-    merge(SparseUpcycle(num_experts=3, num_experts_per_tok=2, noise=0.01), [], "runs/btx/upcycled", seed="runs/btx/seed/hf")
+    merge(SparseUpcycle(num_experts=3, num_experts_per_tok=2, noise=0.01), [], "runs/btx/upcycled",
+          seed="runs/btx/seed/hf")
     upcycled = fit("finetune", budget, "--model.init_args.backbone.init_args.path=runs/btx/upcycled")
     results[f"sparse upcycling ({budget} MoE steps)"], _ = evaluate(upcycled, data)
 
