@@ -31,7 +31,6 @@ class PrecomputedReference(ReferenceSource):
         self.cache_dir = cache_dir
         self.anchor = 0
         self.table: dict[str, torch.Tensor] | None = None  # key -> (N, 2) chosen/rejected log-probs
-        self.computed_pairs = 0  # pairs run through the model so far (tests check reuse with it)
 
     def logprobs(self, module, batch, key):
         if self.table is None or key not in self.table:
@@ -69,7 +68,6 @@ class PrecomputedReference(ReferenceSource):
                 batch = {k: v.to(module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 out = module.pair_logprobs(module.model, batch)
                 values[batch["index"].cpu()] = torch.stack([out.chosen, out.rejected], -1).float().cpu()
-                self.computed_pairs += len(batch["index"])
         module.model.train(training)
         return values
 

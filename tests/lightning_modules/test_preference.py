@@ -130,12 +130,24 @@ def test_dpo_with_policy_equal_to_reference_gives_log_2(tiny_backbone):
     assert math.isclose(loss.item(), math.log(2), rel_tol=1e-5)
 
 
+class CountingReference(PrecomputedReference):
+    """A PrecomputedReference that counts the pairs it runs through the model."""
+
+    def __init__(self, cache_dir: str):
+        super().__init__(cache_dir)
+        self.computed_pairs = 0
+
+    def compute(self, module, loader):
+        self.computed_pairs += len(loader.dataset)
+        return super().compute(module, loader)
+
+
 def test_precomputed_reference_equals_frozen_copy_and_is_reused(tiny_backbone, tmp_path):
     frozen, data = make(backbone=tiny_backbone)
     batch = data.collate(data.splits["train"][:8])
     expected = frozen.reference.logprobs(frozen, batch, "train")
 
-    module, data = make(backbone=tiny_backbone, reference=PrecomputedReference(str(tmp_path / "cache")))
+    module, data = make(backbone=tiny_backbone, reference=CountingReference(str(tmp_path / "cache")))
     assert module.reference_model is None  # no second model in memory
     fit(module, data, tmp_path, max_epochs=2, limit_val_batches=1)
     source = module.reference
@@ -144,7 +156,7 @@ def test_precomputed_reference_equals_frozen_copy_and_is_reused(tiny_backbone, t
     assert torch.allclose(got[:, 0], expected[0], atol=1e-4) and torch.allclose(got[:, 1], expected[1], atol=1e-4)
     assert len(list((tmp_path / "cache").glob("train-anchor0-*.pt"))) == 1
 
-    again = PrecomputedReference(str(tmp_path / "cache"))  # a resumed run reads the files back
+    again = CountingReference(str(tmp_path / "cache"))  # a resumed run reads the files back
     module2, data2 = make(backbone=tiny_backbone, reference=again)
     L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
               default_root_dir=tmp_path).validate(module2, datamodule=data2, verbose=False)
