@@ -25,7 +25,7 @@ from torchmetrics import MeanMetric
 
 from litforge.errors import require
 from litforge.generation import generate
-from litforge.length import count_words, length_instructed_win_rate
+from litforge.length import count_words, length_instructed_win_rate, violation_rate, words_per_limit
 
 
 class LiftDPO(DPONLL):
@@ -55,11 +55,10 @@ class LiftDPO(DPONLL):
         prompts, limits = batch["prompt"], batch["max_len"].tolist()
         responses = [texts[0] for texts in generate(self.model, self.tokenizer, prompts, temperature=0,
                                                     max_new_tokens=self.max_new_tokens).texts]
-        words = torch.tensor([count_words(r) for r in responses], dtype=torch.float, device=self.device)
-        limit = torch.tensor(limits, dtype=torch.float, device=self.device)
-        self.violation_rate.update((words > limit).float())
-        self.words_per_limit.update(words / limit)
-        self.words.update(words)
+        count = len(responses)  # the batch's rates are means: weighted by its size
+        self.violation_rate.update(torch.tensor(violation_rate(responses, limits), device=self.device), weight=count)
+        self.words_per_limit.update(torch.tensor(words_per_limit(responses, limits), device=self.device), weight=count)
+        self.words.update(torch.tensor([count_words(r) for r in responses], dtype=torch.float, device=self.device))
         prefix = "test_length" if self.trainer.testing else "val_length"
         self.log(f"{prefix}/violation_rate", self.violation_rate, add_dataloader_idx=False, prog_bar=True)
         self.log(f"{prefix}/words_per_limit", self.words_per_limit, add_dataloader_idx=False)
