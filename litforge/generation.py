@@ -1,4 +1,5 @@
-"""Batched sampling from any Hugging Face causal LM with the KV cache, and its DDP-sharded form.
+"""Batched sampling from any Hugging Face causal LM with the KV cache, and the helpers that split prompts over DDP
+ranks (`shard`) and gather what each rank made (`gather_objects`).
 
 Used by the iterative objectives (candidates at each iteration boundary), the LLM judge (judge replies) and the
 benchmarks (held-out accuracy). One short decoding loop instead of `model.generate`, so that seeds, stop strings,
@@ -12,9 +13,8 @@ token ids exclude the eos token and everything from the stop string on.
 from __future__ import annotations
 
 import inspect
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -32,11 +32,6 @@ class Generations:
     prompt_tokens: int = 0
     new_tokens: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    def flat(self) -> list[tuple[int, str]]:
-        """(prompt index, text) for every sample, prompt-major."""
-        return [(i, text) for i, texts in enumerate(self.texts) for text in texts]
 
 
 @torch.no_grad()
@@ -190,31 +185,3 @@ def gather_objects(value: object) -> list[object]:
     gathered: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
-
-
-def generate_sharded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], rank: int = 0,
-                     world_size: int = 1, seed: int = 0, **kwargs) -> Generations:
-    """`generate` on this rank's shard of the prompts (seeded by rank), gathered so every rank gets all of them.
-
-    Args: as `generate`; `rank` and `world_size` come from the trainer (`trainer.global_rank`, `world_size`).
-    """
-    mine = shard(prompts, rank, world_size)
-    local = generate(model, tokenizer, [prompts[i] for i in mine], seed=seed + 1000003 * rank, **kwargs)
-    parts = gather_objects((mine, local))
-    n = len(prompts)
-    texts, ids, stopped = [None] * n, [None] * n, [None] * n
-    total = Generations(list(prompts), texts, ids, stopped)
-    for indices, part in parts:
-        for position, index in enumerate(indices):
-            texts[index], ids[index] = part.texts[position], part.token_ids[position]
-            stopped[index] = part.stopped[position]
-        total.prompt_tokens += part.prompt_tokens
-        total.new_tokens += part.new_tokens
-        total.seconds = max(total.seconds, part.seconds)
-    total.extra["generated_by_rank"] = [indices for indices, _ in parts]
-    return total
-
-
-def tokens_per_second(generations: Generations) -> float:
-    """New tokens per second of wall time."""
-    return generations.new_tokens / generations.seconds if generations.seconds > 0 else math.inf
