@@ -40,8 +40,7 @@ class CoPETable(nn.Module):
 
     def __init__(self, head_dim: int, npos_max: int, gate_key: bool = False):
         super().__init__()
-        self.npos_max = npos_max
-        self.pos_emb = nn.Parameter(torch.zeros(head_dim, npos_max))
+        self.pos_emb = nn.Parameter(torch.zeros(head_dim, npos_max))  # its width is npos_max
         self.gate_key = nn.Parameter(torch.eye(head_dim)) if gate_key else None
 
 
