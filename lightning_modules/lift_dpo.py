@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 from litforge.lightning_modules.dpo_nll import DPONLL
+from litforge.lightning_modules.set_metrics import PerSetMetrics
 from litforge.plugins.judges.base import Judge
-from torchmetrics import MeanMetric
 
 from litforge.errors import require
 from litforge.generation import generate
 from litforge.length import count_words, length_instructed_win_rate, violation_rate, words_per_limit
 
 
-class LiftDPO(DPONLL):
+class LiftDPO(PerSetMetrics, DPONLL):
     """DPO (or DPO+NLL) on LIFT pairs; validation generates on length-instructed prompts and reports violations.
 
     Args:
@@ -44,10 +44,6 @@ class LiftDPO(DPONLL):
                                           "scheduler"])
         self.max_new_tokens = max_new_tokens
         self.judge = judge
-        self.violation_rate = MeanMetric()
-        self.words_per_limit = MeanMetric()
-        self.words = MeanMetric()
-        self.win_rate = MeanMetric()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
         if "max_len" not in batch:
@@ -56,21 +52,20 @@ class LiftDPO(DPONLL):
         responses = [texts[0] for texts in generate(self.model, self.tokenizer, prompts, temperature=0,
                                                     max_new_tokens=self.max_new_tokens).texts]
         count = len(responses)  # the batch's rates are means: weighted by its size
-        self.violation_rate.update(torch.tensor(violation_rate(responses, limits), device=self.device), weight=count)
-        self.words_per_limit.update(torch.tensor(words_per_limit(responses, limits), device=self.device), weight=count)
-        self.words.update(torch.tensor([count_words(r) for r in responses], dtype=torch.float, device=self.device))
-        prefix = "test_length" if self.trainer.testing else "val_length"
-        self.log(f"{prefix}/violation_rate", self.violation_rate, add_dataloader_idx=False, prog_bar=True)
-        self.log(f"{prefix}/words_per_limit", self.words_per_limit, add_dataloader_idx=False)
-        self.log(f"{prefix}/words", self.words, add_dataloader_idx=False)
+        self.log_per_set("violation_rate", torch.tensor(violation_rate(responses, limits), device=self.device),
+                         dataloader_idx, weight=count, prog_bar=True)
+        self.log_per_set("words_per_limit", torch.tensor(words_per_limit(responses, limits), device=self.device),
+                         dataloader_idx, weight=count)
+        self.log_per_set("words", torch.tensor([count_words(r) for r in responses], dtype=torch.float,
+                                               device=self.device), dataloader_idx)
         if self.judge is not None:
             verdicts = self.verdicts(prompts, responses, batch.get("output"))
             scored = [i for i, v in enumerate(verdicts) if v is not None or count_words(responses[i]) > limits[i]]
             if scored:
                 rate = length_instructed_win_rate([responses[i] for i in scored], [limits[i] for i in scored],
                                                   [verdicts[i] for i in scored])
-                self.win_rate.update(torch.tensor(rate, device=self.device), weight=len(scored))
-                self.log(f"{prefix}/li_win_rate", self.win_rate, add_dataloader_idx=False)
+                self.log_per_set("li_win_rate", torch.tensor(rate, device=self.device), dataloader_idx,
+                                 weight=len(scored))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from jsonargparse import lazy_instance
+from litforge.lightning_modules.set_metrics import reset_metrics
 from litforge.plugins.reference import FrozenCopy, ReferenceSource
 from torch import nn
 from torchmetrics import MeanMetric
@@ -180,6 +181,9 @@ class PreferenceModule(LitforgeModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self.step(batch, "train", "train")
+
+    def on_validation_epoch_start(self) -> None:
+        reset_metrics(self.metrics["val_"])  # fresh states a fit can update after a validate (see set_metrics)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.step(batch, "val", f"val{dataloader_idx}")

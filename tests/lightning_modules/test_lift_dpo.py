@@ -45,6 +45,17 @@ def test_validation_reports_what_the_generations_show(tiny_backbone):
     assert logged["val_length/li_win_rate"] == pytest.approx(1 - logged["val_length/violation_rate"])
 
 
+def test_a_validate_then_a_fit_starts_each_validation_from_fresh_metrics(tiny_backbone):
+    source = LengthBiasedPreferenceDataModule(num_train=8, num_val=4, num_length_prompts=3)
+    data = LengthInstructedDataModule(source=source, batch_size=4, val_batch_size=3)
+    module = LiftDPO(backbone=tiny_backbone, max_new_tokens=4)
+    first = quiet_trainer().validate(module, datamodule=data, verbose=False)
+    assert quiet_trainer().validate(module, datamodule=data, verbose=False) == first  # not accumulated
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1)
+    trainer.fit(module, datamodule=data)  # its validation updates metrics that a validate has reset before
+    assert {"val/reward_accuracy", "val_length/violation_rate", "val_length/words"} <= set(trainer.callback_metrics)
+
+
 def test_the_judge_s_counters_travel_in_the_checkpoint(tiny_backbone):
     module = LiftDPO(backbone=tiny_backbone, judge=LengthJudge())
     module.configure_model()
