@@ -8,7 +8,6 @@ argmax over every labelled token, 1 - `exact_matches`), per named set, logged as
 from __future__ import annotations
 
 import torch
-
 from litforge.lightning_modules.causal_lm import CausalLM, exact_matches
 
 

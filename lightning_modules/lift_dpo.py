@@ -37,11 +37,11 @@ class LiftDPO(PerSetMetrics, DPONLL):
         **kwargs: see `DPONLL` (beta, alpha: 0 is plain DPO) and `PreferenceModule`.
     """
 
+    plugin_fields = ("judge",)
+
     def __init__(self, max_new_tokens: int = 128, judge: Judge | None = None, **kwargs):
         require(max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {max_new_tokens}")
         super().__init__(**kwargs)
-        self.save_hyperparameters(ignore=["judge", "reference", "backbone", "tokenizer", "position", "optimizer",
-                                          "scheduler"])
         self.max_new_tokens = max_new_tokens
         self.judge = judge
 

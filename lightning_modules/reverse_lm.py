@@ -23,6 +23,7 @@ import random
 
 import torch
 from litforge.lightning_modules.causal_lm import CausalLM, exact_matches
+from litforge.lightning_modules.plugin_fields import drop_plugin_fields
 from litforge.plugins.reversal.base import ReversalTransform
 
 from litforge.data import Collator, Sample
@@ -41,11 +42,12 @@ class ReverseLM(CausalLM):
         **kwargs: see `LitforgeModule` (backbone, tokenizer, optimizer, ...).
     """
 
+    plugin_fields = ("transform",)
+
     def __init__(self, transform: ReversalTransform | None = None, reverse_probability: float | None = None,
                  reverse_seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        # the transform is an object: keep it out of the checkpoint so `torch.load(weights_only=True)` still reads it
-        self.save_hyperparameters(ignore=["backbone", "tokenizer", "position", "optimizer", "scheduler", "transform"])
+        drop_plugin_fields(self)
         require(reverse_probability is None or 0.0 <= reverse_probability <= 1.0, "reverse_probability",
                 f"must be in [0, 1] or null, got {reverse_probability}")
         self.transform = transform
