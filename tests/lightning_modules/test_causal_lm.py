@@ -9,6 +9,9 @@ from litforge.checkpoint import model_from_checkpoint
 from litforge.datamodules import SyntheticTextDataModule
 from litforge.lightning_modules import CausalLM
 from litforge.lightning_modules.causal_lm import exact_matches
+from litforge.cli import run_lightning
+
+from helpers import REPO
 
 
 def fit(module, data, tmp_path, steps=10, **trainer):
@@ -88,3 +91,9 @@ def test_exact_matches_counts_examples_whose_every_labelled_token_is_the_argmax(
                            [-100, -100, -100]])  # no answer: not counted
     assert exact_matches(logits, labels).tolist() == [1.0, 0.0]
 
+
+def test_the_sft_config_parses(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_lightning(["fit", "--config", str(REPO / "configs/sft/arithmetic.yaml"), "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "class_path: litforge.lightning_modules.CausalLM" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from litforge.lightning_modules.lift_dpo import LiftDPO
 from litforge.plugins.judges.length import LengthJudge
 
 from litforge.cli import run_lightning
+from litforge.errors import ConfigError
 from litforge.generation import generate
 from litforge.length import count_words
 
@@ -97,3 +98,11 @@ def test_cli_fit_and_validate_end_to_end(tmp_path, monkeypatch):
     # limit (0.5) and a violation loses (0)
     within = 1 - float(logged["val_length/violation_rate"])
     assert float(logged["val_length/li_win_rate"]) == pytest.approx(0.5 * within)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_new_tokens": 0}, "max_new_tokens: must be >= 1, got 0"),
+                                             ({"beta": -1}, "beta: must be > 0, got -1")])  # beta: from DPONLL
+def test_bad_hyperparameter_is_a_config_error_naming_the_field(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}$") as caught:
+        LiftDPO(**kwargs)
+    assert caught.value.field == next(iter(kwargs))

@@ -8,6 +8,7 @@ from litforge.datamodules import MixedDomainDataModule
 from litforge.lightning_modules import MoECausalLM
 
 from litforge.backbones import TinyModel
+from litforge.errors import ConfigError
 
 MIXTRAL = TinyModel(model_type="mixtral", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=64, max_position_embeddings=128,
@@ -47,3 +48,15 @@ def test_training_adds_the_balancing_loss(tmp_path):
     expected = metrics["train/loss"] + 0.5 * metrics["train/balance_loss"]
     assert metrics["train/total_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert metrics["train/balance_loss"].item() >= 1.0 - 1e-5  # N * sum f P is at least 1
+
+
+def test_bad_hyperparameter_is_a_config_error_naming_the_field():
+    with pytest.raises(ConfigError, match=r"^router_aux_loss_coef: must be >= 0, got -0.01$"):
+        MoECausalLM(router_aux_loss_coef=-0.01)
+    MoECausalLM(router_aux_loss_coef=0)
+
+
+def test_a_dense_model_is_refused(tiny_backbone):
+    module = MoECausalLM(backbone=tiny_backbone)
+    with pytest.raises(ConfigError, match="^backbone: MoECausalLM needs a Mixtral-format model; got 'llama'"):
+        module.configure_model()

@@ -1,39 +1,20 @@
-"""Preference modules: the concatenated forward, reference sources, re-anchoring, training and the CLI."""
+"""PreferenceModule: the concatenated and shared-prompt forwards, reference sources, re-anchoring, LoRA."""
 
 import math
 from contextlib import nullcontext
 from functools import partial
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from preference_helpers import fit, make
 
-from litforge.cli import run_lightning
-from litforge.datamodules import ArithmeticPreferenceDataModule
-from litforge.lightning_modules import DPONLL, PairwiseCringe
+from litforge.errors import ConfigError
+from litforge.lightning_modules import DPONLL
 from litforge.shared_prompt import share_prompts
 from litforge.losses import sequence_logprobs
 from litforge.plugins.position import Absolute, CoPE
 from litforge.plugins.reference import AdaptersDisabled, PrecomputedReference
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def make(cls=DPONLL, backbone=None, **kwargs):
-    data = ArithmeticPreferenceDataModule(num_train=24, num_val=8, batch_size=8, max_length=32)
-    data.setup("fit")
-    module = cls(backbone=backbone, tokenizer=data.tokenizer, **kwargs)
-    module.configure_model()
-    return module, data
-
-
-def fit(module, data, root, **trainer):
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=root, **trainer)
-    trainer.fit(module, datamodule=data)
-    return trainer
-
 
 def test_concatenated_forward_equals_separate_forwards(tiny_backbone):
     module, data = make(backbone=tiny_backbone)
@@ -121,15 +102,6 @@ def test_pairs_with_different_prompts_fall_back_to_the_concatenated_forward(tiny
     assert torch.allclose(out.rejected, expected, atol=1e-4)
 
 
-def test_dpo_with_policy_equal_to_reference_gives_log_2(tiny_backbone):
-    module, data = make(backbone=tiny_backbone, alpha=0.0)
-    batch = data.collate(data.splits["train"][:4])
-    pair = module.pair_logprobs(module.model, batch)
-    ref_chosen, ref_rejected = module.reference.logprobs(module, batch, "train")
-    loss = module.loss(pair.chosen, pair.rejected, ref_chosen, ref_rejected, pair)
-    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-5)
-
-
 class CountingReference(PrecomputedReference):
     """A PrecomputedReference that counts the pairs it runs through the model."""
 
@@ -202,22 +174,10 @@ def test_lora_policy_with_adapters_disabled_as_reference(tiny_backbone, tmp_path
     assert torch.allclose(module.reference.logprobs(module, batch, "train")[0], trained, atol=1e-4)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cls", [DPONLL, PairwiseCringe])
-def test_training_raises_chosen_over_rejected(cls, tiny_backbone, tmp_path):
-    module, data = make(cls, backbone=tiny_backbone, optimizer=partial(torch.optim.AdamW, lr=1e-2))
-    trainer = fit(module, data, tmp_path, max_epochs=6, limit_val_batches=1, num_sanity_val_steps=0)
-    metrics = trainer.callback_metrics
-    assert metrics["train/reward_accuracy_epoch"] > 0.6 and metrics["train/margin_epoch"] > 0
-    assert metrics["val/nll"] < 4.0  # from ~5.6 (uniform over 259 bytes)
-    assert (module.reference_model is None) == (cls is PairwiseCringe)
+@pytest.mark.parametrize("lora, message", [({"rr": 4}, "lora: .*'rr'"),
+                                           ({"r": 0}, "lora: r must be a positive integer")])
+def test_a_bad_lora_mapping_fails_when_declared(lora, message):
+    pytest.importorskip("peft", reason="peft is the lora extra")
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        DPONLL(lora=lora)
 
-
-@pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO)) for p in
-                                          [*REPO.glob("configs/dpo_nll/*.yaml"), *REPO.glob("configs/cringe/*.yaml"),
-                                           REPO / "configs/sft/arithmetic.yaml"]))
-def test_configs_parse(config, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        run_lightning(["fit", "--config", str(REPO / config), "--print_config"])
-    assert exit_.value.code in (0, None)
-    assert "class_path" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from litforge.plugins.reversal import EntityPreservingReversal, RandomSegmentRev
 
 from litforge.checkpoint import export
 from litforge.cli import run_lightning
+from litforge.errors import ConfigError
 from litforge.losses import token_cross_entropy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,3 +95,10 @@ def test_configs_parse(config, capsys):
     with pytest.raises(SystemExit):
         run_lightning(["fit", "--config", str(config), "--print_config"])
     assert "ReverseLM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1])
+def test_a_reverse_probability_outside_0_1_is_a_config_error(value):
+    with pytest.raises(ConfigError, match=rf"^reverse_probability: must be in \[0, 1\] or null, got {value}$"):
+        ReverseLM(reverse_probability=value)
+    ReverseLM(reverse_probability=0.0)
