@@ -1,4 +1,4 @@
-"""JSONL reading, encoding, packing, collation and every bad-input case of the spine's datamodules."""
+"""JSONL reading, encoding, packing, collation, atomic writes and the bad-input cases of data I/O."""
 
 import json
 import os
@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from litforge.data import (
     IGNORE_INDEX,
@@ -22,7 +21,7 @@ from litforge.data import (
     read_jsonl,
     write_jsonl,
 )
-from litforge.datamodules import SFTDataModule, SyntheticTextDataModule, TextDataModule
+from litforge.datamodules import SFTDataModule
 
 
 def write(path, lines):
@@ -55,81 +54,6 @@ def test_shuffle_depends_only_on_seed_and_epoch():
     assert list(first) == list(second)
     second.set_epoch(1)
     assert list(first) != list(second) and sorted(second) == list(range(50))
-
-
-def test_text_module_packs_jsonl(tmp_path):
-    path = write(tmp_path / "t.jsonl", [{"text": "hello world " * 10}] * 5)
-    data = TextDataModule(train_path=path, val_path=path, max_length=16)
-    data.setup("fit")
-    assert all(len(s["input_ids"]) == 16 for s in data.splits["train"])
-    batch = next(iter(data.train_dataloader()))
-    assert batch["input_ids"].shape == (min(16, len(data.splits["train"])), 16)
-    assert batch["attention_mask"].all()  # packed blocks need no padding
-
-
-def test_sft_module_reads_prompt_response_and_messages(tmp_path, tokenizer):
-    path = write(tmp_path / "s.jsonl", [
-        {"prompt": "2+2=", "response": "4"},
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
-    ])
-    data = SFTDataModule(train_path=path, max_length=64)
-    data.setup("fit")
-    first, second = data.splits["train"]
-    assert [t for t in first["labels"] if t != IGNORE_INDEX] == [ord("4"), 257]
-    labelled = [t for t in second["labels"] if t != IGNORE_INDEX]
-    assert tokenizer.decode(labelled) == "yo<|eos|>"
-    assert tokenizer.decode(second["input_ids"]).startswith("<|bos|><user>\nhi<|eos|>\n<assistant>\n")
-
-
-BAD_SFT = [
-    ('{"prompt": "a", "response": "b"}\n{"prompt": "a", "response": \n', 2, None, "invalid JSON"),
-    ('{"prompt": "a"}\n', 1, "response", "missing"),
-    ('{"prompt": "a", "response": 3}\n', 1, "response", "expected str, got int"),
-    ('{"prompt": "a", "response": "  "}\n', 1, "response", "is empty"),
-    ('[1, 2]\n', 1, None, "expected a JSON object"),
-    ('{"messages": [{"role": "user", "content": "hi"}]}\n', 1, "messages[0].role", "must be the assistant"),
-    ('{"messages": [{"role": "robot", "content": "hi"}]}\n', 1, "messages[0].role", "expected one of"),
-    ('{"messages": []}\n', 1, "messages", "is empty"),
-    ('{"prompt": "a", "response": "' + "x" * 100 + '"}\n', 1, "response", "longer than max_length=64"),
-]
-
-
-@pytest.mark.parametrize("content, line, field, message", BAD_SFT)
-def test_bad_sft_input_names_file_line_and_field(tmp_path, content, line, field, message):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(content)
-    with pytest.raises(DataError, match=message) as caught:
-        SFTDataModule(train_path=str(path), max_length=64).setup("fit")
-    assert (str(caught.value.path), caught.value.line, caught.value.field) == (str(path), line, field)
-    assert str(caught.value).startswith(f"{path}:{line}")
-
-
-def test_empty_and_missing_files_are_errors(tmp_path):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("\n")
-    with pytest.raises(DataError, match="empty.jsonl: file is empty"):
-        TextDataModule(train_path=str(empty)).setup("fit")
-    with pytest.raises(DataError, match="file not found"):
-        TextDataModule(train_path=str(tmp_path / "nope.jsonl")).setup("fit")
-
-
-def test_long_text_without_packing_fails_or_truncates_with_warning(tmp_path):
-    path = write(tmp_path / "t.jsonl", [{"text": "short"}, {"text": "x" * 50}])
-    with pytest.raises(DataError, match=r"t.jsonl:2: field 'text': sample is 52 tokens"):
-        TextDataModule(train_path=path, pack=False, max_length=20).setup("fit")
-    data = TextDataModule(train_path=path, pack=False, truncate=True, max_length=20)
-    with pytest.warns(UserWarning, match="1 documents cut"):
-        data.setup("fit")
-    assert [len(s["input_ids"]) for s in data.splits["train"]] == [7, 20]
-
-
-def test_synthetic_text_is_seeded():
-    first, second = SyntheticTextDataModule(num_train=20, max_length=32), SyntheticTextDataModule(num_train=20,
-                                                                                                 max_length=32)
-    first.setup("fit"), second.setup("fit")
-    assert first.splits["train"] == second.splits["train"]
-    assert first.splits["train"] != first.splits["val"]
-    assert torch.is_tensor(next(iter(first.train_dataloader()))["input_ids"])
 
 
 def test_bytes_that_are_not_utf8_name_file_line_column_and_offset(tmp_path):

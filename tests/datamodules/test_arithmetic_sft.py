@@ -7,6 +7,7 @@ from litforge.datamodules import ArithmeticSFTDataModule, SelfRewardSeedDataModu
 from litforge.plugins.judges.llm import parse_score
 
 from litforge.data import IGNORE_INDEX
+from litforge.errors import ConfigError
 
 
 def test_sft_labels_only_the_chain_of_thought():
@@ -43,3 +44,16 @@ def test_a_seed_template_without_a_response_slot_is_refused():
         SelfRewardSeedDataModule(template="Grade: {prompt}\n")
 
 
+BAD_SETTINGS = [
+    (ArithmeticSFTDataModule, {"num_terms": 0}, "num_terms"),
+    (ArithmeticSFTDataModule, {"min_operand": 50, "max_operand": 40}, "max_operand"),
+    (ArithmeticSFTDataModule, {"num_train": 5000, "min_operand": 1, "max_operand": 9, "num_terms": 2}, "max_operand"),
+    (SelfRewardSeedDataModule, {"template": "no slot"}, "template"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, field", BAD_SETTINGS, ids=[f"{c.__name__}-{f}" for c, _, f in BAD_SETTINGS])
+def test_bad_settings_are_config_errors_naming_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        cls(**kwargs).setup("fit")  # some settings only show when the task is generated, still before training
+    assert caught.value.field == field

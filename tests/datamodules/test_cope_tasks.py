@@ -17,6 +17,7 @@ from litforge.datamodules.cope_tasks import (
 
 from litforge.cli import run_lightning
 from litforge.data import read_jsonl
+from litforge.errors import ConfigError
 
 
 def run_program(prompt: str) -> int:
@@ -85,10 +86,29 @@ def test_too_long_examples_are_refused():
 def test_cli_fits_and_logs_errors_per_set(tmp_path):
     run_lightning(["fit", "--config", "configs/cope/flipflop.yaml", "--trainer.max_steps=4",
                    "--trainer.val_check_interval=4", f"--trainer.default_root_dir={tmp_path}",
-                   f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.callbacks.init_args.dirpath={tmp_path}",
+                   f"--trainer.logger.init_args.save_dir={tmp_path}",
+                   f"--trainer.callbacks.init_args.dirpath={tmp_path}",
                    "--trainer.enable_progress_bar=false", "--data.init_args.num_train=40",
                    "--data.init_args.num_val=8", "--model.init_args.backbone.init_args.hidden_size=32"])
     header = next((tmp_path / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     for name in ("in_dist", "ood_sparse", "ood_dense"):
         assert f"val_{name}/error" in header
     assert (tmp_path / "last.ckpt").is_file()
+
+
+BAD_SETTINGS = [
+    (CountingDataModule, {"num_vars": 9}, "num_vars"),
+    (CountingDataModule, {"min_statements": 10, "max_statements": 5}, "max_statements"),
+    (FlipFlopDataModule, {"length": 1}, "length"),
+    (FlipFlopDataModule, {"p_ignore_sparse": 1.2}, "p_ignore_sparse"),
+    (SelectiveCopyDataModule, {"num_tokens": 0}, "num_tokens"),
+    (SelectiveCopyDataModule, {"num_tokens": 20, "length_dense": 16}, "length_dense"),
+    (CountingDataModule, {"max_length": 8}, "max_length"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, field", BAD_SETTINGS, ids=[f"{c.__name__}-{f}" for c, _, f in BAD_SETTINGS])
+def test_bad_settings_are_config_errors_naming_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        cls(**kwargs).setup("fit")  # some settings only show when the task is generated, still before training
+    assert caught.value.field == field

@@ -36,3 +36,19 @@ def test_a_config_sees_the_defaults_the_datamodule_uses():
     parser.add_class_arguments(ArithmeticIterativeDataModule, "data")
     defaults = parser.parse_args([]).data
     assert defaults.max_length == 64 and defaults.truncate is True  # not the base's 256 and False
+
+
+BAD_SETTINGS = [
+    (ArithmeticIterativeDataModule, {"num_train": 0}, "num_train"),
+    (ArithmeticIterativeDataModule, {"num_val": -1}, "num_val"),
+    (ArithmeticIterativeDataModule, {"num_terms": 0}, "num_terms"),
+    (ArithmeticIterativeDataModule, {"min_operand": 50, "max_operand": 40}, "max_operand"),
+    (ArithmeticIterativeDataModule, {"prompts_per_iteration": 0}, "prompts_per_iteration"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, field", BAD_SETTINGS, ids=[f"{c.__name__}-{f}" for c, _, f in BAD_SETTINGS])
+def test_bad_settings_are_config_errors_naming_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        cls(**kwargs).setup("fit")  # some settings only show when the task is generated, still before training
+    assert caught.value.field == field

@@ -14,6 +14,7 @@ from litforge.datamodules.preference import JSONLPreferenceDataModule
 from litforge.data import DataError
 from litforge.length import LengthInstruction, count_words, within_limit
 from litforge.plugins.length import BetweenLengths, FixedLimits
+from litforge.errors import ConfigError
 
 TEMPLATE = LengthInstruction()
 
@@ -98,3 +99,15 @@ def test_lift_datamodule_reads_jsonl_pairs_and_length_prompts(tmp_path):
     bad = write(tmp_path / "bad.jsonl", [{"instruction": "x", "max_len": 0}])
     with pytest.raises(DataError, match=r"bad.jsonl:1: field 'max_len'"):
         LengthInstructedDataModule(length_prompts_path=bad).setup("validate")
+
+
+BAD_SETTINGS = [
+    (LengthInstructedDataModule, {"ratio": -1.0}, "ratio"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, field", BAD_SETTINGS, ids=[f"{c.__name__}-{f}" for c, _, f in BAD_SETTINGS])
+def test_bad_settings_are_config_errors_naming_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        cls(**kwargs).setup("fit")  # some settings only show when the task is generated, still before training
+    assert caught.value.field == field

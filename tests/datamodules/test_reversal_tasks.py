@@ -9,6 +9,7 @@ from litforge.datamodules import BiographyReversalDataModule, ReversalTextDataMo
 from litforge.plugins.reversal import CapitalizedWords
 
 from litforge.data import IGNORE_INDEX, DataError
+from litforge.errors import ConfigError
 
 
 def decode_entities(tokenizer, sample):
@@ -85,3 +86,18 @@ def test_jsonl_bad_input_names_file_line_and_field(tmp_path, row, field, message
     with pytest.raises(DataError, match=message) as error:
         ReversalTextDataModule(path).load("train")
     assert (error.value.path, error.value.line, error.value.field) == (path, 2, field)
+
+
+BAD_SETTINGS = [
+    (SymbolicReversalDataModule, {"num_symbols": 0}, "num_symbols"),
+    (SymbolicReversalDataModule, {"entity_length": 0}, "entity_length"),
+    (SymbolicReversalDataModule, {"num_symbols": 3, "entity_length": 2, "num_pairs": 10}, "num_pairs"),
+    (BiographyReversalDataModule, {"num_people": 10 ** 6}, "num_people"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, field", BAD_SETTINGS, ids=[f"{c.__name__}-{f}" for c, _, f in BAD_SETTINGS])
+def test_bad_settings_are_config_errors_naming_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        cls(**kwargs).setup("fit")  # some settings only show when the task is generated, still before training
+    assert caught.value.field == field
