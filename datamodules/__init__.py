@@ -1,14 +1,14 @@
 """Datamodules: JSONL readers and seeded synthetic tasks. Importing the package makes their short names work in YAML."""
 
-from litforge.datamodules.arithmetic_sft import ArithmeticSFTDataModule, SelfRewardSeedDataModule
+from litforge.datamodules.arithmetic_data import (ArithmeticPreferenceDataModule, ArithmeticSFTDataModule,
+                                                  SelfRewardSeedDataModule)
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.cope_tasks import CountingDataModule, FlipFlopDataModule, SelectiveCopyDataModule
 from litforge.datamodules.domains import DomainDataModule, MixedDomainDataModule
 from litforge.datamodules.iterative import ArithmeticIterativeDataModule, IterativeDataModule, JSONLIterativeDataModule
 from litforge.datamodules.length_biased import LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule
 from litforge.datamodules.lift import LengthInstructedDataModule
-from litforge.datamodules.preference import (ArithmeticPreferenceDataModule, JSONLPreferenceDataModule,
-                                             PreferenceDataModule)
+from litforge.datamodules.preference import JSONLPreferenceDataModule, PreferenceDataModule
 from litforge.datamodules.reversal_tasks import (BiographyReversalDataModule, ReversalTextDataModule,
                                                  SymbolicReversalDataModule)
 from litforge.datamodules.sft import SFTDataModule

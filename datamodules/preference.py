@@ -1,5 +1,4 @@
-"""Preference pairs (prompt, chosen, rejected): a base that validates and tokenizes raw pairs, a JSONL reader and the
-synthetic arithmetic source (correct vs incorrect chain of thought).
+"""Preference pairs (prompt, chosen, rejected): a base that validates and tokenizes raw pairs, and a JSONL reader.
 
 A subclass implements `pairs(split)` returning raw dicts `{"prompt", "chosen", "rejected"}` (str; extra keys are
 allowed and ignored); `load(split)` turns them into samples with `encode_pair`. A batch holds the chosen responses
@@ -8,7 +7,6 @@ in its first half and the rejected ones in its second half, so the policy runs o
 
 from __future__ import annotations
 
-import random
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +14,6 @@ from typing import Any
 import torch
 
 from litforge.data import IGNORE_INDEX, DataError, Record, Sample, read_jsonl
-from litforge.datamodules.arithmetic import arithmetic_questions, incorrect_solution
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.sft import ROLES
 
@@ -176,44 +173,3 @@ class JSONLPreferenceDataModule(PreferenceDataModule):
                 value = value["content"]
             pair[field] = value
         return pair
-
-
-class ArithmeticPreferenceDataModule(PreferenceDataModule):
-    """Synthetic pairs: an arithmetic question, its correct chain of thought (chosen) and a wrong one (rejected).
-
-    Each pair keeps the question's reference "answer" as an extra key.
-
-    Args:
-        num_train: training questions.
-        num_val: validation questions.
-        num_test: held-out test questions.
-        pairs_per_question: incorrect solutions drawn per question (each paired with the correct one).
-        num_terms: numbers added per question.
-        min_operand: smallest operand.
-        max_operand: largest operand.
-        task_seed: seed of the questions and of the wrong solutions.
-        **kwargs: see `PreferenceDataModule`.
-    """
-
-    def __init__(self, num_train: int = 1000, num_val: int = 100, num_test: int = 0, pairs_per_question: int = 1,
-                 num_terms: int = 3, min_operand: int = 10, max_operand: int = 99, task_seed: int = 0, **kwargs):
-        kwargs.setdefault("max_length", 64)
-        super().__init__(**kwargs)
-        self.counts = {"train": num_train, "val": num_val, "test": num_test}
-        self.pairs_per_question = pairs_per_question
-        self.task = {"num_terms": num_terms, "min_operand": min_operand, "max_operand": max_operand}
-        self.task_seed = task_seed
-
-    def pairs(self, split):
-        if not self.counts.get(split):
-            return None
-        rng = random.Random(f"pairs-{self.task_seed}-{split}")
-        pairs = []
-        for question in arithmetic_questions(self.counts[split], split, self.task_seed, **self.task):
-            wrong = set()
-            while len(wrong) < self.pairs_per_question:
-                wrong.add(incorrect_solution(question["operands"], rng))
-            for rejected in sorted(wrong):
-                pairs.append({"prompt": question["prompt"], "chosen": question["solution"], "rejected": rejected,
-                              "answer": question["answer"]})
-        return pairs

@@ -1,6 +1,7 @@
 """Self-rewarding's pieces: the judge-agreement metric, and the configs' judge template matching the seed's EFT format.
 
-The true grade and the seed datamodule are tested in tests/datamodules/test_arithmetic.py and test_arithmetic_sft.py."""
+The true grade and the seed datamodule are tested in tests/datamodules/test_arithmetic.py and
+test_arithmetic_data.py."""
 
 from __future__ import annotations
 

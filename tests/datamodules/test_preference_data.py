@@ -1,12 +1,11 @@
-"""Preference data: JSONL (plain and chat), bad-input errors, collation, and the arithmetic pairs."""
+"""Preference data: JSONL (plain and chat), bad-input errors, collation."""
 
 import json
 
 import pytest
 
 from litforge.data import IGNORE_INDEX, DataError
-from litforge.datamodules import ArithmeticPreferenceDataModule, JSONLPreferenceDataModule
-from litforge.datamodules.arithmetic import extract_answer
+from litforge.datamodules import JSONLPreferenceDataModule
 
 
 def write(path, rows):
@@ -72,12 +71,3 @@ def test_invalid_json_and_truncation(tmp_path):
     with pytest.warns(UserWarning, match="cut to max_length=16"):
         data.setup("fit")
     assert len(data.splits["train"][0]["chosen_input_ids"]) == 16
-
-
-def test_arithmetic_pairs_have_a_correct_chosen_and_a_wrong_rejected():
-    pref = ArithmeticPreferenceDataModule(num_train=10, num_val=4, pairs_per_question=2)
-    pref.setup("fit")
-    pairs = pref.pairs("train")
-    assert len(pairs) == 20 and len(pref.splits["train"]) == 20 and len(pref.splits["val"]) == 8
-    for pair in pairs:
-        assert extract_answer(pair["chosen"]) == pair["answer"] != extract_answer(pair["rejected"])

@@ -1,9 +1,10 @@
-"""DataModules of the arithmetic task: SFT on the chain of thought, and the self-rewarding seed (IFT + EFT)."""
+"""DataModules of the arithmetic task: SFT on the chain of thought, the self-rewarding seed (IFT + EFT), pairs."""
 
 from __future__ import annotations
 
 import pytest
-from litforge.datamodules import ArithmeticSFTDataModule, SelfRewardSeedDataModule
+from litforge.datamodules import ArithmeticPreferenceDataModule, ArithmeticSFTDataModule, SelfRewardSeedDataModule
+from litforge.datamodules.arithmetic import extract_answer
 from litforge.plugins.judges.llm import parse_score
 
 from litforge.data import IGNORE_INDEX
@@ -42,6 +43,16 @@ def test_seed_datamodule_is_deterministic_and_mixes_ift_with_eft():
 def test_a_seed_template_without_a_response_slot_is_refused():
     with pytest.raises(ValueError, match="response"):
         SelfRewardSeedDataModule(template="Grade: {prompt}\n")
+
+
+def test_arithmetic_pairs_have_a_correct_chosen_and_a_wrong_rejected():
+    pref = ArithmeticPreferenceDataModule(num_train=10, num_val=4, pairs_per_question=2)
+    pref.setup("fit")
+    pairs = pref.pairs("train")
+    assert len(pairs) == 20 and len(pref.splits["train"]) == 20 and len(pref.splits["val"]) == 8
+    for pair in pairs:
+        assert extract_answer(pair["chosen"]) == pair["answer"] != extract_answer(pair["rejected"])
+
 
 
 BAD_SETTINGS = [
