@@ -48,16 +48,11 @@ class IterativeObjective:
         **kwargs: see the objective this is mixed into.
     """
 
-    plugin_fields: tuple[str, ...] = ()  # init arguments holding plugin objects, kept out of the hyperparameters
-
     def __init__(self, iterations: int = 3, epochs_per_iteration: int = 1, seed: int = 0, run_dir: str | None = None,
                  **kwargs):
         require(iterations >= 1, "iterations", f"must be >= 1, got {iterations}")
         require(epochs_per_iteration >= 1, "epochs_per_iteration", f"must be >= 1, got {epochs_per_iteration}")
         super().__init__(**kwargs)
-        self.remove_ignored_hparams(list(self.plugin_fields))
-        for field in self.plugin_fields:  # and from the copy loggers record (Lightning has no call for it)
-            self._hparams_initial.pop(field, None)
         self.iterations, self.epochs_per_iteration = iterations, epochs_per_iteration
         self.seed, self.run_dir = seed, run_dir
         self.iteration: int | None = None  # the iteration whose rows the datamodule holds

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from jsonargparse import lazy_instance
-from litforge.lightning_modules.plugin_fields import drop_plugin_fields
 from litforge.lightning_modules.set_metrics import reset_metrics
 from litforge.plugins.reference import FrozenCopy, ReferenceSource
 from torch import nn
@@ -93,14 +92,13 @@ class PreferenceModule(LitforgeModule):
     """
 
     needs_reference = True
-    plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (`drop_plugin_fields`)
+    plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (LitforgeModule)
 
     def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
                  shared_prompt: bool = True, **kwargs):
         if lora is not None:
             lora_config(lora)  # a bad key fails here, not when the model is built
         super().__init__(**kwargs)
-        drop_plugin_fields(self)
         self.reference = reference if self.needs_reference else None
         self.lora = lora
         self.shared_prompt = shared_prompt

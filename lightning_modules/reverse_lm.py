@@ -23,7 +23,6 @@ import random
 
 import torch
 from litforge.lightning_modules.causal_lm import CausalLM, exact_matches
-from litforge.lightning_modules.plugin_fields import drop_plugin_fields
 from litforge.plugins.reversal.base import ReversalTransform
 
 from litforge.data import Collator, Sample
@@ -47,7 +46,6 @@ class ReverseLM(CausalLM):
     def __init__(self, transform: ReversalTransform | None = None, reverse_probability: float | None = None,
                  reverse_seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        drop_plugin_fields(self)
         require(reverse_probability is None or 0.0 <= reverse_probability <= 1.0, "reverse_probability",
                 f"must be in [0, 1] or null, got {reverse_probability}")
         self.transform = transform

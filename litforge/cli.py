@@ -192,9 +192,9 @@ def _plain(value):
 
 def _import_plugins() -> None:
     """Import the packages whose classes YAML names by short name (class_path: CausalLM)."""
-    import litforge.datamodules
-    import litforge.lightning_modules
-    import litforge.plugins
+    import litforge.datamodules  # noqa: F401
+    import litforge.lightning_modules  # noqa: F401
+    import litforge.plugins  # noqa: F401
 
 
 def run_lightning(args: list[str] | None = None) -> LitforgeCLI:

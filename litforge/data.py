@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
 from litforge.errors import UserError
@@ -218,7 +217,7 @@ def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 
 
 def pack(documents: Iterable[list[int]], block_size: int) -> list[Sample]:
-    """Concatenate token documents and cut the stream into blocks of `block_size` (the last partial block is dropped)."""
+    """Concatenate token documents and cut the stream into `block_size` blocks (a last partial block is dropped)."""
     stream = [token for document in documents for token in document]
     blocks = [stream[start:start + block_size] for start in range(0, len(stream) - block_size + 1, block_size)]
     return [{"input_ids": block, "labels": list(block)} for block in blocks]
@@ -256,24 +255,6 @@ class Collator:
         batch["attention_mask"] = torch.tensor(
             [[1] * len(s["input_ids"]) + [0] * (length - len(s["input_ids"])) for s in samples], dtype=torch.long)
         return batch
-
-
-class SeededShuffleSampler(Sampler[int]):
-    """A shuffle whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of each epoch."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

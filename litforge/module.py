@@ -32,11 +32,16 @@ class LitforgeModule(L.LightningModule):
         scheduler: learning-rate scheduler class and its arguments (stepped every optimizer step), or None.
     """
 
+    plugin_fields: tuple[str, ...] = ("backbone", "tokenizer", "position", "optimizer", "scheduler")
+
     def __init__(self, backbone: Backbone = lazy_instance(TinyModel), tokenizer: PreTrainedTokenizerBase | None = None,
                  position: PositionEncoding | None = None, gradient_checkpointing: bool = False,
                  optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "tokenizer", "position", "optimizer", "scheduler"])
+        # init arguments holding objects stay out of the hyperparameters (checkpoint, logger): each class names its
+        # own in `plugin_fields`, and the union over the class hierarchy is ignored here, once
+        ignored = {field for cls in type(self).__mro__ for field in vars(cls).get("plugin_fields", ())}
+        self.save_hyperparameters(ignore=sorted(ignored))
         self.backbone = backbone
         self.tokenizer = tokenizer if tokenizer is not None else byte_level_tokenizer()
         self.position = position

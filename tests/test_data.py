@@ -14,7 +14,6 @@ from litforge.data import (
     IGNORE_INDEX,
     Collator,
     DataError,
-    SeededShuffleSampler,
     atomic_path,
     encode_prompt_response,
     pack,
@@ -47,13 +46,6 @@ def test_collator_right_pads_with_pad_ignore_and_zero_mask():
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 9, 9]]
     assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-
-
-def test_shuffle_depends_only_on_seed_and_epoch():
-    first, second = SeededShuffleSampler(50, seed=3), SeededShuffleSampler(50, seed=3)
-    assert list(first) == list(second)
-    second.set_epoch(1)
-    assert list(first) != list(second) and sorted(second) == list(range(50))
 
 
 def test_bytes_that_are_not_utf8_name_file_line_column_and_offset(tmp_path):

@@ -27,7 +27,8 @@ from litforge.lightning_modules.causal_lm import exact_matches
 from litforge.plugins.position import Absolute, CoPE, NoPE, RoPE
 
 from litforge.backbones import TinyModel
-from litforge.data import Collator, SeededShuffleSampler
+from litforge.data import Collator
+from litforge.sampling import ResumableSampler
 
 ENCODINGS = {"Absolute": lambda: Absolute(), "RoPE": lambda: RoPE(), "NoPE": lambda: NoPE(),
              "CoPE": lambda: CoPE(npos_max=32)}
@@ -49,7 +50,7 @@ def train_and_test(task: str, encoding: str, seed: int, steps: int, batch_size: 
     ENCODINGS[encoding]().attach(model)
     train = data.load("train")
     collate = Collator(tok.pad_token_id)
-    order = list(SeededShuffleSampler(len(train), seed))
+    order = list(ResumableSampler(train, seed=seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()

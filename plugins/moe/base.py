@@ -74,7 +74,8 @@ def mixtral_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok
 def dense_ffn(model: PreTrainedModel, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One layer's FFN as Mixtral expert tensors: gate_up (2 * intermediate, hidden) and down (hidden, intermediate)."""
     mlp = model.model.layers[layer].mlp
-    return torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0).detach().float(), mlp.down_proj.weight.detach().float()
+    gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
+    return gate_up.detach().float(), mlp.down_proj.weight.detach().float()
 
 
 def build_mixtral(shared: dict[str, torch.Tensor], experts: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]],
