@@ -6,7 +6,7 @@ scratch copy of the repository, in README's order. Set LITFORGE_README_TIMES=pat
 appended there as JSON lines (the table in the closing notes comes from it).
 
 Substitutions, the only departures from "as written": the multi-node command runs both nodes on 127.0.0.1 with a
-free port (README's 10.0.0.1 is an example address), and `configs/strategy/fsdp_gpu.yaml` is parsed, not run, on a
+free port (README's 10.0.0.1 is an example address) and half the cores each, and `configs/strategy/fsdp_gpu.yaml` is parsed, not run, on a
 machine without a GPU.
 """
 
@@ -177,8 +177,9 @@ def run_command(command: str, cwd: Path) -> float:
     words = shlex.split(command)
     env = environment()
     if any(word.startswith("NODE_RANK=") for word in words):
-        port = str(free_port())
-        assignments = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+        # both "nodes" share this machine's cores: one thread each, where a real node would use all of its own
+        threads = str(max(1, (os.cpu_count() or 2) // 2))
+        assignments = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": threads}
         rest = [word for word in words if not re.match(r"^(MASTER_ADDR|MASTER_PORT|NODE_RANK)=", word)]
         nodes = [subprocess.Popen(rest, cwd=cwd, env={**env, **assignments, "NODE_RANK": str(rank)},
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
