@@ -52,5 +52,5 @@ class PairwiseCringe(PreferenceModule):
         loss, gate = pairwise_cringe_loss(policy_chosen, policy_rejected, chosen_nll, cringe, self.alpha, self.b,
                                           self.tau, self.stop_gate_gradient)
         self.log("train/gate" if self.training else "val/gate", gate.mean(), batch_size=half,
-                 add_dataloader_idx=False)
+                 add_dataloader_idx=False, sync_dist=not self.training)
         return loss.mean()

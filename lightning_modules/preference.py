@@ -176,7 +176,7 @@ class PreferenceModule(LitforgeModule):
             self.log(f"{stage}/{name}", metric, on_step=stage == "train", on_epoch=True, batch_size=size,
                      add_dataloader_idx=False)
         self.log(f"{stage}/loss", loss.detach(), prog_bar=True, on_step=stage == "train", on_epoch=stage != "train",
-                 batch_size=size, add_dataloader_idx=False)
+                 batch_size=size, add_dataloader_idx=False, sync_dist=stage != "train")  # the whole set under DDP
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
