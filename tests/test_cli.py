@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from helpers import REPO, run_litforge, tiny_run_config, write_yaml
@@ -40,7 +41,6 @@ def test_fit_validate_export_round_trip(tmp_path):
 
 def resolved(args):
     """The config `--print_config` prints, parsed (JSON is printed as YAML; both parse with json after yaml load)."""
-    import yaml
 
     result = run_litforge(["fit", *args, "--print_config"])
     return yaml.safe_load(result.stdout)
@@ -50,7 +50,8 @@ def test_overlays_compose_and_print_the_whole_run():
     config = resolved(["--config", "configs/quickstart.yaml", "--config", "configs/strategy/ddp.yaml",
                        "--config", "configs/optim/adamw8bit.yaml", "--config", "configs/logger/wandb.yaml"])
     assert config["trainer"]["strategy"] == "ddp" and config["trainer"]["devices"] == 2
-    assert config["trainer"]["max_steps"] == 300  # from the run config, untouched by overlays
+    shipped = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    assert config["trainer"]["max_steps"] == shipped["trainer"]["max_steps"]  # from the run config, not the overlays
     optimizer = config["model"]["init_args"]["optimizer"]
     assert optimizer["class_path"] == "bitsandbytes.optim.AdamW8bit"
     assert optimizer["init_args"]["lr"] == 0.003  # kept from the run config
