@@ -41,7 +41,6 @@ def test_fit_validate_export_round_trip(tmp_path):
 
 def resolved(args):
     """The config `--print_config` prints, parsed (JSON is printed as YAML; both parse with json after yaml load)."""
-
     result = run_litforge(["fit", *args, "--print_config"])
     return yaml.safe_load(result.stdout)
 
