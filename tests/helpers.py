@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
+
+from litforge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,3 +74,10 @@ def tiny_run_config(root: Path, max_steps: int = 6, **trainer) -> dict:
         "data": {"class_path": "SyntheticTextDataModule",
                  "init_args": {"num_train": 64, "num_val": 16, "max_length": 32, "batch_size": 4}},
     }
+
+
+def assert_config_error(build, kwargs: dict, message: str) -> None:
+    """`build(**kwargs)` raises ConfigError whose text is exactly `message` (a regex) and whose field is the key."""
+    with pytest.raises(ConfigError, match=f"^{message}$") as caught:
+        build(**kwargs)
+    assert caught.value.field == next(iter(kwargs))

@@ -10,8 +10,7 @@ from litforge.lightning_modules import PairwiseCringe
 from preference_helpers import fit, make
 
 from litforge.cli import run_lightning
-from litforge.errors import ConfigError
-from helpers import REPO
+from helpers import REPO, assert_config_error
 
 BAD = [
     (PairwiseCringe, {"alpha": -1}, "alpha: must be >= 0, got -1"),
@@ -23,9 +22,7 @@ BAD = [
 
 @pytest.mark.parametrize("cls, kwargs, message", BAD, ids=[next(iter(k)) for _, k, _ in BAD])
 def test_bad_hyperparameter_is_a_config_error_naming_the_field(cls, kwargs, message):
-    with pytest.raises(ConfigError, match=f"^{message}$") as caught:
-        cls(**kwargs)
-    assert caught.value.field == next(iter(kwargs))
+    assert_config_error(cls, kwargs, message)
 
 
 def test_boundary_values_are_accepted():

@@ -13,9 +13,9 @@ from litforge.lightning_modules.lift_dpo import LiftDPO
 from litforge.plugins.judges.length import LengthJudge
 
 from litforge.cli import run_lightning
-from litforge.errors import ConfigError
 from litforge.generation import generate
 from litforge.length import count_words
+from helpers import assert_config_error
 
 TINY = ["--model.init_args.backbone.class_path=litforge.backbones.TinyModel",
         "--model.init_args.backbone.init_args.hidden_size=32",
@@ -103,6 +103,4 @@ def test_cli_fit_and_validate_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kwargs, message", [({"max_new_tokens": 0}, "max_new_tokens: must be >= 1, got 0"),
                                              ({"beta": -1}, "beta: must be > 0, got -1")])  # beta: from DPONLL
 def test_bad_hyperparameter_is_a_config_error_naming_the_field(kwargs, message):
-    with pytest.raises(ConfigError, match=f"^{message}$") as caught:
-        LiftDPO(**kwargs)
-    assert caught.value.field == next(iter(kwargs))
+    assert_config_error(LiftDPO, kwargs, message)
