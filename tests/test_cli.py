@@ -45,6 +45,7 @@ def resolved(args):
     return yaml.safe_load(result.stdout)
 
 
+@pytest.mark.slow
 def test_overlays_compose_and_print_the_whole_run():
     config = resolved(["--config", "configs/quickstart.yaml", "--config", "configs/strategy/ddp.yaml",
                        "--config", "configs/optim/adamw8bit.yaml", "--config", "configs/logger/wandb.yaml"])
@@ -58,6 +59,7 @@ def test_overlays_compose_and_print_the_whole_run():
     assert config["data"]["init_args"]["max_length"] == 128
 
 
+@pytest.mark.slow
 def test_bad_data_exits_2_naming_file_line_field_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a", "respnse": "b"}\n')
@@ -70,6 +72,7 @@ def test_bad_data_exits_2_naming_file_line_field_and_writes_nothing(tmp_path):
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "csv").exists()
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_records_group_tags_and_config(tmp_path):
     pytest.importorskip("wandb")
     config = tiny_run_config(tmp_path, max_steps=2)
@@ -88,6 +91,7 @@ def test_wandb_offline_run_records_group_tags_and_config(tmp_path):
     assert "train/loss" in compared.stdout and (tmp_path / "loss.png").is_file()  # history read back from the run
 
 
+@pytest.mark.slow
 def test_every_shipped_config_parses():
     """Each YAML starts with the command that runs it, and that command's parser accepts it (--print_config)."""
     from litforge.cli import main

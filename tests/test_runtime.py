@@ -48,6 +48,7 @@ def run(script: str, **env: str) -> str:
     return out.stdout.split()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_freed_activations_are_reused_without_page_faults():
     applied, faults = run(STEPS)  # steps 3-8, fresh 4 KiB pages in all (measured: 16k)
@@ -56,11 +57,13 @@ def test_freed_activations_are_reused_without_page_faults():
     assert applied == "False" and int(faults) > 80_000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_a_cpu_fit_applies_the_setting():
     assert run(FIT, LITFORGE_MALLOC="") == ["True"]
 
 
+@pytest.mark.slow
 def test_a_misspelt_choice_is_refused(tmp_path):
     """By `litforge fit` before anything is built (exit 2, one line), and by the function itself."""
     env = {**os.environ, "LITFORGE_MALLOC": "sytem"}
