@@ -13,7 +13,6 @@ import re
 import shutil
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
 from litforge.callbacks import default_progress_bar
+from litforge.checkpoint import check_checkpoint
 from litforge.errors import CheckpointError, ConfigError, UserError
 from litforge.runtime import malloc_choice
 
@@ -92,7 +92,7 @@ class LitforgeCLI(LightningCLI):
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         # before LightningCLI reads the checkpoint's hyperparameters, and so before anything is written
         if path is not None and path not in ("last", "best", "hpc") and not str(path).startswith("registry:"):
-            check_checkpoint(path)
+            check_checkpoint(path, resume=subcommand == "fit")
 
     def _last_or_fresh(self) -> None:
         """`--ckpt_path last` with no last checkpoint yet (a requeued job's first run): start fresh, in one line."""
@@ -131,31 +131,6 @@ class LitforgeCLI(LightningCLI):
 
 
 _CSV_FLUSH = inspect.signature(CSVLogger).parameters["flush_logs_every_n_steps"].default
-
-
-def check_checkpoint(path: str | os.PathLike) -> None:
-    """Raise CheckpointError unless `path` is a readable checkpoint: a whole `torch.save` archive, or a sharded one."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(path, "does not exist")
-    if path.is_dir():
-        if (path / ".metadata").is_file():  # a distributed (sharded) checkpoint is a directory
-            return
-        raise CheckpointError(path, "is a directory, not a checkpoint file")
-    if not os.access(path, os.R_OK):
-        raise CheckpointError(path, "is not readable (permission denied)")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if not head:
-        raise CheckpointError(path, "is empty")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        what = "is truncated (an incomplete archive)" if head == b"PK\x03\x04" else "is not a checkpoint"
-        raise CheckpointError(path, f"{what}; give a .ckpt written by `litforge fit`") from None
-    if not any(name.endswith("data.pkl") for name in names):
-        raise CheckpointError(path, "is a zip archive but not a PyTorch checkpoint")
 
 
 def remove_logger_runs(trainer: L.Trainer) -> None:

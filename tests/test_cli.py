@@ -193,7 +193,7 @@ def one_line_error(stderr):
 
 
 @pytest.mark.parametrize("kind, reason", [("missing", "does not exist"), ("truncated", "is truncated"),
-                                          ("text", "is not a checkpoint"), ("directory", "is a directory")])
+                                          ("text", "is not a PyTorch checkpoint"), ("directory", "is a directory")])
 def test_ckpt_path_that_is_not_a_checkpoint_exits_2_before_writing(tmp_path, capsys, kind, reason):
     path = tmp_path / "given.ckpt"
     if kind == "truncated":
