@@ -1,5 +1,5 @@
 """Every choice a config makes by class_path, one contract per folder: position encodings, MoE upcyclers, judges,
-pair rules, reference sources, length-limit rules and reversal transforms."""
-from litforge.plugins import judges, length, moe, pair_rules, position, reference, reversal
+pair rules, reference sources, length-limit rules, reversal transforms, System 2 programs and consistency filters."""
+from litforge.plugins import consistency, judges, length, moe, pair_rules, position, reference, reversal, system2
 
-__all__ = ["judges", "length", "moe", "pair_rules", "position", "reference", "reversal"]
+__all__ = ["consistency", "judges", "length", "moe", "pair_rules", "position", "reference", "reversal", "system2"]
