@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from litforge.plugins.system2.base import System2Output, System2Program
 

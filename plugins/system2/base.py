@@ -13,14 +13,14 @@ A template that misses a slot its step needs, or names one it cannot have, is a 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable
 
+from litforge.plugins.judges.base import one_group_pattern
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.errors import ConfigError, require
 from litforge.generation import generate
-from litforge.plugins.judges.base import one_group_pattern
 
 INPUT_SLOTS = frozenset({"question", "context", "input"})
 PAIR_SLOTS = frozenset({"question", "response_a", "response_b"})
@@ -37,19 +37,26 @@ class System2Output:
     prompts: dict[str, str] = field(default_factory=dict)  # each step's filled template by step name ("final" last)
 
 
-def check_template(template: str, field_name: str, required: set[str] | frozenset[str],
-                   allowed: set[str] | frozenset[str]) -> str:
-    """`template` unchanged; ConfigError naming `field_name` when it lacks a required slot or has an unknown one."""
+def check_template(template: str, field_name: str, required: Iterable[str] = (), allowed: Iterable[str] = (),
+                   one_of: Iterable[str] = ()) -> str:
+    """`template` unchanged; ConfigError naming `field_name` when it lacks a `required` slot, has none of `one_of`
+    (when given), or names a slot outside required | allowed | one_of."""
+    required, one_of = set(required), set(one_of)
+    known = required | one_of | set(allowed)
     try:
         slots = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as error:  # a lone "{" or "}": literal braces must be doubled
         raise ConfigError(field_name, f"not a str.format template ({error}); write literal braces as {{{{ }}}}") \
             from None
-    missing, unknown = sorted(set(required) - slots), sorted(slots - set(allowed) - set(required))
-    require(not missing, field_name, f"needs the slot(s) {', '.join('{' + s + '}' for s in missing)}")
-    require(not unknown, field_name, f"unknown slot(s) {', '.join('{' + s + '}' for s in unknown)}; "
-            f"available: {', '.join('{' + s + '}' for s in sorted(set(allowed) | set(required)))}")
+    missing, unknown = sorted(required - slots), sorted(slots - known)
+    require(not missing, field_name, f"needs the slot(s) {_braced(missing)}")
+    require(not one_of or slots & one_of, field_name, f"needs one of the slots {_braced(sorted(one_of))}")
+    require(not unknown, field_name, f"unknown slot(s) {_braced(unknown)}; available: {_braced(sorted(known))}")
     return template
+
+
+def _braced(names: Iterable[str]) -> str:
+    return ", ".join("{" + name + "}" for name in names)
 
 
 def input_slots(item: dict) -> dict[str, str]:
@@ -72,14 +79,17 @@ class Step:
     def __init__(self, program: System2Program, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  rows: int, temperature: float, seed: int, max_new_tokens: int, batch_size: int):
         self.program, self.model, self.tokenizer = program, model, tokenizer
-        self.temperature, self.seed, self.max_new_tokens, self.batch_size = temperature, seed, max_new_tokens, batch_size
+        self.temperature, self.seed = temperature, seed
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.tokens = [0] * rows
         self.prompts: list[dict[str, str]] = [{} for _ in range(rows)]
         self.calls = 0
 
-    def __call__(self, name: str, prompts: list[str], rows: list[int] | None = None) -> list[str]:
-        """The reply to each prompt; `rows[k]` is the row prompt k belongs to (default: prompt k is row k)."""
+    def __call__(self, name: str | list[str], prompts: list[str], rows: list[int] | None = None) -> list[str]:
+        """The reply to each prompt; `rows[k]` is the row prompt k belongs to (default: prompt k is row k) and
+        `name` the step name (one for all, or one per prompt when a row has several prompts in one step)."""
         rows = list(range(len(prompts))) if rows is None else rows
+        names = [name] * len(prompts) if isinstance(name, str) else name
         if not prompts:
             return []
         texts = [self.program.chat_text(self.tokenizer, prompt) for prompt in prompts]
@@ -90,9 +100,9 @@ class Step:
                        temperature=self.temperature, stop=self.program.stop, seed=self.seed + self.calls,
                        batch_size=self.batch_size, add_bos=add_bos)
         self.calls += 1
-        for row, prompt, ids in zip(rows, prompts, out.token_ids):
+        for row, step_name, prompt, ids in zip(rows, names, prompts, out.token_ids):
             self.tokens[row] += len(ids[0])
-            self.prompts[row][name] = prompt
+            self.prompts[row][step_name] = prompt
         return [samples[0] for samples in out.texts]
 
 
