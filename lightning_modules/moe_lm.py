@@ -10,12 +10,14 @@ Departures from the paper:
 1. f_i counts routing slots, so sum_i f_i = 1 (Hugging Face's Mixtral loss lets it sum to k); alpha = 0.01 default.
 2. The balancing loss is averaged over layers and computed on non-padding tokens only.
 3. `freeze_experts` (train only the router and the averaged parts) is an option here; the paper trains everything.
+4. Under data parallelism the balancing loss is each rank's own batch's (the token loss is over all ranks' tokens,
+   `causal_lm.global_mean`), so it is not the single-process value when ranks hold different token counts.
 """
 
 from __future__ import annotations
 
 import torch
-from litforge.lightning_modules.causal_lm import CausalLM
+from litforge.lightning_modules.causal_lm import CausalLM, global_mean
 from litforge.plugins.moe.router import freeze_experts, routing_fractions
 
 from litforge.errors import require
@@ -60,9 +62,10 @@ class MoECausalLM(CausalLM):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss, _ = token_cross_entropy(logits, batch["labels"])
+        loss, count = token_cross_entropy(logits, batch["labels"])
         balance = load_balancing_loss(self.router_logits, self.top_k, batch["attention_mask"].reshape(-1))
-        total = loss + self.router_aux_loss_coef * balance
+        # the token loss is the mean over all ranks' tokens; the balance loss stays each rank's own (as in Switch)
+        total = global_mean(self, loss, count) + self.router_aux_loss_coef * balance
         size = batch["input_ids"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/balance_loss", balance, batch_size=size)

@@ -17,6 +17,12 @@ Speed:
    their forward's memory is free again before the policy's graph is built.
 4. On CPU, `litforge.runtime.keep_freed_memory` (applied by every litforge module) keeps freed activations in the
    process instead of mapping fresh pages every step.
+
+Data parallel: every validation number (`val/loss` and the metrics) is a torchmetrics mean of per-pair values
+weighted by pairs, added over ranks once when the epoch's value is computed, and a distributed sampler's padding
+repeats are dropped from the batch before the step (`kept_rows`), so it is the whole set's value under any strategy.
+Each rank holds the same number of pairs per training step, so the gradient average over ranks is the mean over all
+pairs, as with one process and the whole batch.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import torch
 from jsonargparse import lazy_instance
-from litforge.lightning_modules.set_metrics import reset_metrics
+from litforge.lightning_modules.set_metrics import kept_rows, reset_metrics, select_rows
 from litforge.plugins.reference import FrozenCopy, ReferenceSource
 from torch import nn
 from torchmetrics import MeanMetric
@@ -64,6 +70,7 @@ class PairLogprobs:
         logits: logits at the response positions only (N, vocab).
         targets: the token each of those positions predicts (N,).
         rows: which of the 2B rows each position belongs to (N,); rows >= B are rejected.
+        index: each pair's position in its split (B,), where the batch has one (`PairCollator` writes it).
     """
 
     chosen: torch.Tensor
@@ -73,6 +80,7 @@ class PairLogprobs:
     logits: torch.Tensor
     targets: torch.Tensor
     rows: torch.Tensor
+    index: torch.Tensor | None = None
 
 
 class PreferenceModule(LitforgeModule):
@@ -92,6 +100,7 @@ class PreferenceModule(LitforgeModule):
     """
 
     needs_reference = True
+    metric_names: tuple[str, ...] = METRICS  # per-pair values logged as train/<name> and val/<name>
     plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (LitforgeModule)
 
     def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
@@ -103,8 +112,10 @@ class PreferenceModule(LitforgeModule):
         self.lora = lora
         self.shared_prompt = shared_prompt
         self.reference_model: nn.Module | None = None
-        self.metrics = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in METRICS})
+        self.metrics = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in self.metric_names})
                                       for stage in ("train_", "val_")})
+        self.metrics["val_"]["loss"] = MeanMetric()
+        self.extra_values: dict[str, torch.Tensor] = {}  # per-pair values a `loss` hook adds to the metrics
 
     def build_model(self):
         model = super().build_model()
@@ -147,25 +158,29 @@ class PreferenceModule(LitforgeModule):
         targets = targets[mask]
         total = logits.new_zeros(2 * half, dtype=torch.float32).index_add(0, rows, token_logprobs(logits, targets))
         counts = torch.bincount(rows, minlength=2 * half)
-        return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], logits, targets, rows)
+        return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], logits, targets, rows,
+                            batch.get("index"))
 
     def loss(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor | None,
              ref_rejected: torch.Tensor | None, pair: PairLogprobs) -> torch.Tensor:
         """The objective's scalar loss from (B,) sequence log-probs (and `pair` for per-token terms)."""
         raise NotImplementedError
 
-    def step(self, batch: dict[str, Any], stage: str, key: str) -> torch.Tensor:
-        """Forward, reference, loss and metrics for one batch of pairs."""
+    def step(self, batch: dict[str, Any], stage: str, key: str, record: bool = True) -> torch.Tensor:
+        """Forward, reference, loss and metrics for one batch of pairs (`record=False`: no metrics)."""
         ref_chosen = ref_rejected = None
         if self.reference is not None:  # first: its forward's memory is free again before the policy's graph exists
             ref_chosen, ref_rejected = self.reference.logprobs(self, batch, key)
+        self.extra_values = {}
         pair = self.pair_logprobs(self.model, batch)
         loss = self.loss(pair.chosen, pair.rejected, ref_chosen, ref_rejected, pair)
+        if not record:
+            return loss
         chosen_ratio = pair.chosen.detach() - (ref_chosen if ref_chosen is not None else 0)
         rejected_ratio = pair.rejected.detach() - (ref_rejected if ref_rejected is not None else 0)
         values = {"reward_accuracy": (chosen_ratio > rejected_ratio).float(), "margin": chosen_ratio - rejected_ratio,
                   "logp_chosen": pair.chosen.detach(), "logp_rejected": pair.rejected.detach(),
-                  "nll": -pair.chosen.detach() / pair.chosen_tokens.clamp(min=1)}
+                  "nll": -pair.chosen.detach() / pair.chosen_tokens.clamp(min=1), **self.extra_values}
         size = len(pair.chosen)
         for name, value in values.items():
             metric = self.metrics[f"{stage}_"][name]
@@ -175,8 +190,12 @@ class PreferenceModule(LitforgeModule):
                 metric.update(value)
             self.log(f"{stage}/{name}", metric, on_step=stage == "train", on_epoch=True, batch_size=size,
                      add_dataloader_idx=False)
-        self.log(f"{stage}/loss", loss.detach(), prog_bar=True, on_step=stage == "train", on_epoch=stage != "train",
-                 batch_size=size, add_dataloader_idx=False, sync_dist=stage != "train")  # the whole set under DDP
+        if stage == "train":
+            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        else:  # a mean over pairs, weighted by pairs: summed over ranks once, at the epoch's end
+            self.metrics["val_"]["loss"].update(loss.detach(), size)
+            self.log("val/loss", self.metrics["val_"]["loss"], prog_bar=True, on_epoch=True, batch_size=size,
+                     add_dataloader_idx=False)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -186,6 +205,13 @@ class PreferenceModule(LitforgeModule):
         reset_metrics(self.metrics["val_"])  # fresh states a fit can update after a validate (see set_metrics)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        pairs = len(batch["index"])
+        keep = kept_rows(self, batch_idx, dataloader_idx, pairs)
+        if len(keep) == 0:  # only a padding repeat: the forwards still run (sharded weights need every rank)
+            self.step(batch, "val", f"val{dataloader_idx}", record=False)
+            return
+        if len(keep) < pairs:
+            batch = select_pairs(batch, keep, pairs)
         self.step(batch, "val", f"val{dataloader_idx}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -196,3 +222,11 @@ class PreferenceModule(LitforgeModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.reference is not None and "reference_source" in checkpoint:
             self.reference.load_state_dict(checkpoint["reference_source"])
+
+
+def select_pairs(batch: dict[str, Any], keep: torch.Tensor, pairs: int) -> dict[str, Any]:
+    """The pairs `keep` of a `PairCollator` batch: per-pair entries (B rows) and chosen-then-rejected ones (2B rows)."""
+    both = torch.cat([keep, keep + pairs])
+    picked = select_rows(batch, keep, pairs)
+    return {key: value[both.to(value.device)] if torch.is_tensor(value) and value.dim() and value.size(0) == 2 * pairs
+            else value for key, value in picked.items()}

@@ -13,8 +13,11 @@ Departures from the paper:
     1. Reversal happens on the fly in `training_step`, on token ids, so one datamodule serves every transform.
     2. `reverse_probability` is an extra mode (one direction per sample, reversed with probability p) that keeps the
        compute of standard training; the paper doubles the data (the default, `reverse_probability: null`).
-    3. The draws (direction, random segments) come from `random.Random(f"{reverse_seed}-{global_step}")`, so a
-       resumed run repeats them.
+    3. The draws (direction, random segments) of each sample come from its own
+       `random.Random(f"{reverse_seed}-{global_step}-{its token ids}")`, so a resumed run repeats them and they do not
+       depend on which rank holds the sample or where in the batch it sits (2 ranks x batch B draw what 1 process x
+       batch 2B draws). Two identical samples in one step draw alike.
+    4. The training loss is the mean over the labelled tokens of all ranks' batches (`causal_lm.global_mean`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import random
 
 import torch
-from litforge.lightning_modules.causal_lm import CausalLM, exact_matches
+from litforge.lightning_modules.causal_lm import CausalLM, exact_matches, global_mean
 from litforge.plugins.reversal.base import ReversalTransform
 
 from litforge.data import Collator, Sample
@@ -62,16 +65,20 @@ class ReverseLM(CausalLM):
                 for row, length in enumerate(lengths)]
         if self.transform is None:
             return rows, []
-        rng = random.Random(f"{self.reverse_seed}-{self.global_step}")
+        rngs = [self.sample_rng(row) for row in rows]
         if self.reverse_probability is None:
-            forward, backward = rows, rows
+            forward, backward = rows, list(zip(rows, rngs))
         else:
-            flags = [rng.random() < self.reverse_probability for _ in rows]
+            flags = [rng.random() < self.reverse_probability for rng in rngs]
             forward = [row for row, flag in zip(rows, flags) if not flag]
-            backward = [row for row, flag in zip(rows, flags) if flag]
+            backward = [(row, rng) for row, rng, flag in zip(rows, rngs, flags) if flag]
         reversed_rows = [self.transform.reverse_ids(row["input_ids"], row["labels"], row.get("entity"), rng)
-                         for row in backward]
+                         for row, rng in backward]
         return forward, reversed_rows
+
+    def sample_rng(self, row: Sample) -> random.Random:
+        """The draws of one sample at this step: seeded by the sample's tokens, not by its rank or batch position."""
+        return random.Random(f"{self.reverse_seed}-{self.global_step}-{','.join(map(str, row['input_ids']))}")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         forward, backward = self.directions(batch)
@@ -81,15 +88,15 @@ class ReverseLM(CausalLM):
         split = len(forward)
         forward_loss, forward_count = token_cross_entropy(logits[:split], combined["labels"][:split])
         reverse_loss, reverse_count = token_cross_entropy(logits[split:], combined["labels"][split:])
-        count = (forward_count + reverse_count).clamp(min=1)
-        loss = (forward_loss * forward_count + reverse_loss * reverse_count) / count
+        count = forward_count + reverse_count
+        loss = (forward_loss * forward_count + reverse_loss * reverse_count) / count.clamp(min=1)
         size = len(forward) + len(backward)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         if forward:
             self.log("train/forward_loss", forward_loss, batch_size=len(forward))
         if backward:
             self.log("train/reverse_loss", reverse_loss, batch_size=len(backward))
-        return loss
+        return global_mean(self, loss, count)
 
     def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
         super().score(logits, batch, dataloader_idx)

@@ -3,6 +3,10 @@
 A datamodule that names its validation sets (`names("val")`) gets one torchmetrics `MeanMetric` per metric name and
 set; one without names logs `val/<name>`. Metrics are reset at each evaluation epoch's start outside inference mode:
 states made or reset inside `trainer.validate` would be inference tensors that a later `fit` could not update.
+
+Under any strategy the logged value is the whole set's: the metrics are torchmetrics objects (sums of value x weight
+and of weights, added over ranks once when the epoch's value is computed), and the rows a distributed sampler repeats
+to even out the ranks' shares are left out of every update (`kept_rows`), so no sample counts twice.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric, Metric
 
+from litforge.sampling import padding_rows
+
 
 def reset_metrics(module: nn.Module) -> None:
     """Reset every torchmetrics `Metric` inside `module` to fresh states that any later loop may update."""
@@ -18,6 +24,29 @@ def reset_metrics(module: nn.Module) -> None:
         for metric in module.modules():
             if isinstance(metric, Metric):
                 metric.reset()
+
+
+def kept_rows(module, batch_idx: int, dataloader_idx: int, rows: int) -> torch.Tensor:
+    """Indices of the rows of an evaluation batch that count (all but a distributed sampler's padding repeats)."""
+    trainer = module._trainer
+    loaders = None
+    if trainer is not None:
+        loaders = trainer.test_dataloaders if trainer.testing else trainer.val_dataloaders
+    loader = loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders
+    padding = padding_rows(loader, batch_idx, rows)
+    return torch.tensor([row for row in range(rows) if not padding[row]], dtype=torch.long)
+
+
+def select_rows(batch: dict, keep: torch.Tensor, rows: int) -> dict:
+    """The rows `keep` of a batch whose tensors and lists have `rows` rows first (other entries kept whole)."""
+    picked = {}
+    for key, value in batch.items():
+        if torch.is_tensor(value) and value.dim() and value.size(0) == rows:
+            value = value[keep.to(value.device)]
+        elif isinstance(value, list) and len(value) == rows:
+            value = [value[row] for row in keep.tolist()]
+        picked[key] = value
+    return picked
 
 
 class PerSetMetrics:

@@ -10,6 +10,10 @@ is (`position`, in samples over all ranks) and, after `load_state_dict`, iterate
 point to resume from even with worker processes prefetching ahead. Lightning saves a train loader's `state_dict` in
 every checkpoint (`fit_loop.combined_loader`) and calls `load_state_dict` on the new loader when a fit resumes, so
 `--ckpt_path last` continues with the batch after the last one trained.
+
+`padding_rows` tells which rows of an evaluation batch are a `DistributedSampler`'s padding (the repeats that make
+every rank's share equally long, so that sharded forwards stay in step): evaluation metrics leave them out, so each
+sample of a validation set counts exactly once whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -121,3 +125,21 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Resume after the last batch handed out when `state_dict()` was taken."""
         self.sampler.load_state_dict(state)
+
+
+def padding_rows(loader: Any, batch_idx: int, rows: int) -> list[bool]:
+    """Per row of batch `batch_idx` of `loader`: True where it is a `DistributedSampler`'s padding (a repeat).
+
+    A `DistributedSampler` (not dropping the last samples) lays the epoch out as positions 0 .. total_size - 1, pads
+    the positions from `len(dataset)` on with repeats of the first ones, and gives rank r the positions
+    r, r + num_replicas, ...; so row j of batch b is position rank + num_replicas * (b * batch_size + j). Any other
+    sampler (one process) has no padding.
+    """
+    sampler = getattr(loader, "sampler", None)
+    batch_size = getattr(loader, "batch_size", None)
+    if not isinstance(sampler, DistributedSampler) or sampler.drop_last or batch_size is None:
+        return [False] * rows
+    if isinstance(sampler, ResumableSampler):  # training order: resumes mid-epoch, never used for evaluation
+        return [False] * rows
+    first = batch_idx * batch_size
+    return [sampler.rank + sampler.num_replicas * (first + j) >= len(sampler.dataset) for j in range(rows)]
