@@ -12,6 +12,7 @@ from litforge.datamodules.preference import JSONLPreferenceDataModule, Preferenc
 from litforge.datamodules.reversal_tasks import (BiographyReversalDataModule, ReversalTextDataModule,
                                                  SymbolicReversalDataModule)
 from litforge.datamodules.sft import SFTDataModule
+from litforge.datamodules.system2_inputs import System2InputsDataModule
 from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
 
 __all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "ArithmeticSFTDataModule",
