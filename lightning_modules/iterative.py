@@ -43,7 +43,7 @@ class IterativeObjective:
     Args:
         iterations: rounds of generate -> build rows -> train inside one `fit`.
         epochs_per_iteration: training epochs over each iteration's rows.
-        seed: seed of the generation (iteration k samples with seed + 7919 k; rank r adds 1000003 r).
+        seed: seed of the generation (iteration k samples with seed + 7919 k; a subclass may add per-chunk offsets).
         run_dir: where `iterations/` is written (None = the trainer's default_root_dir, stable across resumes).
         **kwargs: see the objective this is mixed into.
     """

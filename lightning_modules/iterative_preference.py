@@ -2,9 +2,15 @@
 
 The rows of `IterativeObjective` (lightning_modules/iterative.py) for self-rewarding, iterative RPO and iterative
 Cringe: at each boundary the current policy samples `candidates` responses per prompt (`litforge.generation`, each
-DDP rank its own shard), the judge scores each distinct non-empty one (`plugins/judges/`), the pair rule turns one
+DDP rank its own chunks of prompts), the judge scores each distinct non-empty one (`plugins/judges/`), the pair rule turns one
 prompt's scores into (chosen, rejected) pairs (`plugins/pair_rules/`), and the gathered pairs are the next
 iteration's training rows.
+
+Rows do not depend on the number of ranks: the prompts are cut into fixed chunks of `generation_batch_size //
+candidates` prompts (one generation batch each), chunk c is sampled with seed + 1000003 c and paired with seed + c, and
+rank r takes chunks r, r + world_size, ...; so 1 process and 2 ranks sample, judge and pair every chunk alike (with a
+deterministic judge; `LLMJudge` seeds each call with its own per-rank counter). The statistics are gathered once and
+are the whole iteration's.
 
 Held-out quality is the mean score (by `heldout_judge`, default the training judge) of one greedy response per
 held-out prompt, measured for the model entering each iteration and for the last one. With `num_judge_heldout`, the
@@ -24,7 +30,7 @@ from litforge.plugins.judges import AnswerJudge, Judge
 from litforge.plugins.pair_rules import BestVsWorst, PairRule, build_pairs
 
 from litforge.errors import require
-from litforge.generation import gather_objects, generate, shard
+from litforge.generation import gather_objects, generate
 
 
 class IterativePreference(IterativeObjective):
@@ -92,13 +98,20 @@ class IterativePreference(IterativeObjective):
         with the statistics: pairs built, judge failures, mean score, share of correct candidates where the rule has
         a threshold, seconds spent generating and judging."""
         texts, references = [r["prompt"] for r in prompts], [r.get("reference") for r in prompts]
-        mine = shard(texts, self.rank, self.world_size)
-        local_prompts, local_refs = [texts[i] for i in mine], [references[i] for i in mine]
+        size = max(1, self.generation["batch_size"] // self.candidates)  # prompts per chunk: not per rank
+        chunks = [list(range(start, min(start + size, len(texts)))) for start in range(0, len(texts), size)]
         seed = self.seed + 7919 * k
-        candidates, scores, timings = judge_prompts(self.model, self.tokenizer, self.judge, local_prompts, local_refs,
-                                                    self.candidates, seed + 1000003 * self.rank, **self.generation)
-        pairs = build_pairs(local_prompts, local_refs, candidates, scores, self.pair_rule, seed + self.rank)
-        valid = [s for row in scores for s in row if s is not None]
+        mine, pairs, valid = [], [], []
+        timings = {"generate_s": 0.0, "judge_s": 0.0, "new_tokens": 0, "judge_failures": 0, "samples": 0, "empty": 0}
+        for c in range(self.rank, len(chunks), self.world_size):
+            local_prompts, local_refs = [texts[i] for i in chunks[c]], [references[i] for i in chunks[c]]
+            candidates, scores, spent = judge_prompts(self.model, self.tokenizer, self.judge, local_prompts,
+                                                      local_refs, self.candidates, seed + 1000003 * c,
+                                                      **self.generation)
+            pairs += build_pairs(local_prompts, local_refs, candidates, scores, self.pair_rule, seed + c)
+            valid += [s for row in scores for s in row if s is not None]
+            mine += chunks[c]
+            timings = {key: timings[key] + spent[key] for key in timings}
         parts = gather_objects({"mine": mine, "pairs": pairs, "valid": valid, "timings": timings,
                                 "with_pairs": len({p["prompt"] for p in pairs})})
         order = {prompt: i for i, prompt in enumerate(texts)}

@@ -23,6 +23,11 @@ class PrecomputedReference(ReferenceSource):
     `<run dir>/reference_logprobs`). A later lookup, a later epoch or a resumed run with the same data and anchor
     reads them back. `reanchor` clears the cache and moves to the next anchor number.
 
+    Several ranks: every rank holds the whole table (all samples in dataset order, so any shard can look up any
+    pair), computed by all ranks together in step or read by all of them: a file is read only when every rank finds
+    it, else every rank computes (a sharded forward needs them all) and rank 0 writes it. The table does not depend on
+    the number of ranks, so a checkpoint's table serves a resumed run on any number of ranks.
+
     Args:
         cache_dir: where the .pt files go (None: under the trainer's log directory).
     """
@@ -50,12 +55,14 @@ class PrecomputedReference(ReferenceSource):
         table = {}
         for key, loader in loaders.items():
             path = folder / f"{key}-anchor{self.anchor}-{data_hash(loader.dataset)}.pt"
-            if path.is_file():
+            if module.trainer.strategy.reduce_boolean_decision(path.is_file(), all=True):  # every rank reads it
                 table[key] = torch.load(path, weights_only=True)
                 continue
             table[key] = self.compute(module, in_order(loader))
-            with atomic_path(path) as tmp:
-                torch.save(table[key], tmp)
+            if module.trainer.is_global_zero:
+                with atomic_path(path) as tmp:
+                    torch.save(table[key], tmp)
+        module.trainer.strategy.barrier("reference-logprobs")
         return table
 
     def compute(self, module: LightningModule, loader) -> torch.Tensor:
