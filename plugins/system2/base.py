@@ -84,6 +84,7 @@ class Step:
         self.tokens = [0] * rows
         self.prompts: list[dict[str, str]] = [{} for _ in range(rows)]
         self.calls = 0
+        self.prompt_tokens = 0  # prompt tokens read over all steps (bos and chat markup included)
 
     def __call__(self, name: str | list[str], prompts: list[str], rows: list[int] | None = None) -> list[str]:
         """The reply to each prompt; `rows[k]` is the row prompt k belongs to (default: prompt k is row k) and
@@ -100,6 +101,7 @@ class Step:
                        temperature=self.temperature, stop=self.program.stop, seed=self.seed + self.calls,
                        batch_size=self.batch_size, add_bos=add_bos)
         self.calls += 1
+        self.prompt_tokens += out.prompt_tokens
         for row, step_name, prompt, ids in zip(rows, names, prompts, out.token_ids):
             self.tokens[row] += len(ids[0])
             self.prompts[row][step_name] = prompt

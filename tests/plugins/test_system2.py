@@ -13,6 +13,7 @@ from litforge.errors import ConfigError, UserError
 from litforge.generation import generate
 from litforge.plugins.system2 import (BranchSolveMerge, ChainOfThought, Direct, RephraseAndRespond, System2Attention,
                                       System2Program)
+from litforge.plugins.system2.base import Step
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,16 @@ def test_the_chat_template_wraps_each_prompt(tokenizer):
     [[plain]] = Direct(template="{question}:").run(model, tokenizer, inputs)
     assert (chat.answer, chat.prompts["final"], plain.answer) == ("42", "q:", None)
     assert Direct(chat=True).chat_text(tokenizer, "hi") == "<|bos|><user>\nhi<|eos|>\n<assistant>\n"
+
+
+@pytest.mark.parametrize("chat, prompt_tokens", [(True, 1 + len("<user>\nhi") + 1 + len("\n<assistant>\n")),
+                                                  (False, 1 + len("hi"))])
+def test_bos_is_added_once_with_or_without_the_chat_template(scripted, tokenizer, chat, prompt_tokens):
+    # the byte-level chat template writes bos (and eos after the turn) itself; a plain prompt gets bos from generate
+    step = Step(Direct(chat=chat), scripted, tokenizer, rows=1, temperature=0.0, seed=0, max_new_tokens=4,
+                batch_size=8)
+    step("final", ["hi"])
+    assert step.prompt_tokens == prompt_tokens
 
 
 def test_samples_and_steps_batch_over_inputs_and_are_reproducible(tiny_model, tokenizer):

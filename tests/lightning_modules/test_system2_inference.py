@@ -1,0 +1,94 @@
+"""System2Inference: validate's accuracy / tokens / unparsable metrics and predict's rows on a scripted Llama, and one
+end-to-end `litforge predict` of System 2 Attention on a saved instruct-style checkpoint with a chat template."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+from helpers import run_litforge
+from system2_helpers import scripted_llama
+
+from litforge.datamodules import System2InputsDataModule
+from litforge.errors import ConfigError
+from litforge.lightning_modules import System2Inference
+from litforge.plugins.system2 import Direct
+from litforge.tokenizer import byte_level_tokenizer
+
+INPUTS = [
+    {"question": "2+7=", "label": "9"},  # the scripted model answers "Answer: 9" after "=": correct
+    {"question": "4+4=", "label": 8},  # answered 9: wrong
+    {"question": "what?", "label": "x"},  # "?" is followed by eos: unparsable, counted wrong
+    {"question": "1+8="},  # no label: not in the accuracy
+]
+
+
+def module_and_data(tmp_path, tokenizer, **kwargs):
+    path = tmp_path / "inputs.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in INPUTS))
+    program = Direct(template="{question}", answer_pattern=r"Answer: (\d+)", reply_format="Answer: {answer}")
+    module = System2Inference(program, tokenizer=tokenizer, **kwargs)
+    module.model = scripted_llama(tokenizer, {"=": "Answer: 9"})
+    return module, System2InputsDataModule(str(path), batch_size=3)
+
+
+def trainer(tmp_path):
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     default_root_dir=tmp_path)
+
+
+def test_validate_reports_accuracy_over_labelled_inputs_tokens_and_unparsable(tmp_path, tokenizer):
+    module, data = module_and_data(tmp_path, tokenizer)
+    [metrics] = trainer(tmp_path).validate(module, datamodule=data, verbose=False)
+    assert metrics["val/accuracy"] == pytest.approx(1 / 3)
+    assert metrics["val/unparsable"] == pytest.approx(1 / 4)
+    assert metrics["val/tokens_per_item"] == pytest.approx((9 + 9 + 0 + 9) / 4)
+
+
+def test_predict_prints_and_writes_one_row_per_input(tmp_path, tokenizer, capsys):
+    module, data = module_and_data(tmp_path, tokenizer)
+    trainer(tmp_path).predict(module, datamodule=data)
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["answer"], r["tokens"], r.get("correct")) for r in rows] == [
+        (1, "9", 9, True), (2, "9", 9, False), (3, None, 0, False), (4, "9", 9, None)]
+    assert rows[0]["final"] == "Answer: 9" and rows[0]["steps"] == {}
+    out = capsys.readouterr().out
+    assert 'line 3: answer=null tokens=0 label="x"' in out
+    assert "Direct: 4 inputs, 3 answered, 6.8 tokens per input, accuracy 0.333 over 3 labelled" in out
+
+
+@pytest.mark.parametrize("kwargs, field", [({"n": 0}, "n"), ({"n": 4}, "temperature"),
+                                           ({"temperature": -1.0}, "temperature"),
+                                           ({"max_new_tokens": 0}, "max_new_tokens")])
+def test_bad_sampling_settings_are_config_errors(kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as caught:
+        System2Inference(Direct(), **kwargs)
+    assert caught.value.field == field
+
+
+CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}[{{ message['role'] }}] {{ message['content'] }}"
+                 "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}[assistant]@{% endif %}")
+
+
+@pytest.mark.slow
+def test_system2_attention_predicts_through_the_cli_on_a_local_chat_checkpoint(tmp_path):
+    # an "instruct" checkpoint: after its chat template's generation prompt ("...@") it writes "Answer: 9"; after any
+    # raw prompt (S2A's templates end in a newline) it stops at once, so an answer proves the template was applied
+    checkpoint = tmp_path / "instruct"
+    tokenizer = byte_level_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    scripted_llama(tokenizer, {"@": "Answer: 9"}).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text(json.dumps({"question": "What is 2 + 7?", "context": "I think it is 8.", "label": "9"}) + "\n")
+    run = tmp_path / "run"
+    result = run_litforge(["predict", "--model=System2Inference", "--model.program=System2Attention",
+                           "--model.program.chat=true", "--model.backbone=litforge.backbones.LocalCheckpoint",
+                           f"--model.backbone.path={checkpoint}", "--data=System2InputsDataModule",
+                           f"--data.path={inputs}", f"--data.tokenizer={checkpoint}", "--trainer.accelerator=cpu",
+                           "--trainer.logger=false", f"--trainer.default_root_dir={run}"])
+    assert 'line 1: answer="9" tokens=18 label="9"' in result.stdout
+    [row] = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert (row["answer"], row["correct"], row["steps"], row["final"]) == ("9", True, {"regenerate": "Answer: 9"},
+                                                                          "Answer: 9")
