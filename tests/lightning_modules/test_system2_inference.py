@@ -72,7 +72,7 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}[{{ message['role'
 
 
 @pytest.mark.slow
-def test_system2_attention_predicts_through_the_cli_on_a_local_chat_checkpoint(tmp_path):
+def test_the_shipped_s2a_predict_config_runs_on_a_local_chat_checkpoint(tmp_path):
     # an "instruct" checkpoint: after its chat template's generation prompt ("...@") it writes "Answer: 9"; after any
     # raw prompt (S2A's templates end in a newline) it stops at once, so an answer proves the template was applied
     checkpoint = tmp_path / "instruct"
@@ -80,15 +80,14 @@ def test_system2_attention_predicts_through_the_cli_on_a_local_chat_checkpoint(t
     tokenizer.chat_template = CHAT_TEMPLATE
     scripted_llama(tokenizer, {"@": "Answer: 9"}).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
-    inputs = tmp_path / "inputs.jsonl"
-    inputs.write_text(json.dumps({"question": "What is 2 + 7?", "context": "I think it is 8.", "label": "9"}) + "\n")
     run = tmp_path / "run"
-    result = run_litforge(["predict", "--model=System2Inference", "--model.program=System2Attention",
-                           "--model.program.chat=true", "--model.backbone=litforge.backbones.LocalCheckpoint",
-                           f"--model.backbone.path={checkpoint}", "--data=System2InputsDataModule",
-                           f"--data.path={inputs}", f"--data.tokenizer={checkpoint}", "--trainer.accelerator=cpu",
-                           "--trainer.logger=false", f"--trainer.default_root_dir={run}"])
-    assert 'line 1: answer="9" tokens=18 label="9"' in result.stdout
-    [row] = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
-    assert (row["answer"], row["correct"], row["steps"], row["final"]) == ("9", True, {"regenerate": "Answer: 9"},
-                                                                          "Answer: 9")
+    result = run_litforge(["predict", "--config", "configs/system2/s2a_predict.yaml",
+                           f"--model.init_args.backbone.init_args.path={checkpoint}",
+                           f"--data.init_args.tokenizer={checkpoint}", "--trainer.accelerator=cpu",
+                           f"--trainer.default_root_dir={run}"])
+    assert 'line 2: answer="9" tokens=18 label="8"' in result.stdout
+    assert "System2Attention: 4 inputs, 4 answered, 18.0 tokens per input, accuracy 0.000 over 3 labelled" \
+        in result.stdout
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3, 4]
+    assert (rows[0]["answer"], rows[0]["steps"], rows[0]["final"]) == ("9", {"regenerate": "Answer: 9"}, "Answer: 9")
