@@ -20,7 +20,7 @@ from litforge.generation import gather_objects
 from litforge.lightning_modules.set_metrics import PerSetMetrics
 from litforge.module import LitforgeModule
 from litforge.plugins.consistency.self_consistency import SelfConsistency
-from litforge.plugins.system2.base import System2Output, System2Program
+from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program
 
 
 class System2Inference(PerSetMetrics, LitforgeModule):
@@ -32,7 +32,7 @@ class System2Inference(PerSetMetrics, LitforgeModule):
         program: the System 2 program (Direct for System 1).
         n: samples per input (the answer is their majority).
         temperature: sampling temperature of every step (0 = greedy).
-        seed: seed of the sampling (batch b samples with seed + b).
+        seed: seed of the sampling (batch b runs the program with seed + SEEDS_PER_RUN * b).
         max_new_tokens: longest reply of any step.
         generation_batch_size: sequences per forward pass while generating.
         predictions_file: where predict writes its rows, relative to the run directory (the logger's, else
@@ -60,7 +60,7 @@ class System2Inference(PerSetMetrics, LitforgeModule):
     def answer(self, items: list[dict], batch_idx: int) -> list[dict[str, Any]]:
         """Run the program on a batch of inputs: one row per input (answer, tokens, the first sample's texts)."""
         outputs = self.program.run(self.model, self.tokenizer, items, n=self.n, temperature=self.temperature,
-                                   seed=self.seed + batch_idx, max_new_tokens=self.max_new_tokens,
+                                   seed=self.seed + SEEDS_PER_RUN * batch_idx, max_new_tokens=self.max_new_tokens,
                                    batch_size=self.generation_batch_size)
         return [self.row(item, samples) for item, samples in zip(items, outputs)]
 

@@ -8,6 +8,12 @@ Every template is a YAML field filled with `str.format` slots. The slots an inpu
     {question}, {context} ("" when absent), {input} (the context, a newline, then the question; the question alone
     when there is no context), and for pairs {response_a}, {response_b}. Steps add their own (e.g. {rephrased}).
 A template that misses a slot its step needs, or names one it cannot have, is a ConfigError naming its field.
+
+Departures from the paper:
+    1. `tokens` counts the tokens each reply keeps: the eos that ends a reply and the tokens of a stop string are
+       not counted (Yu et al. count generated tokens without saying which).
+    2. Each step is one `generate` call over all inputs x samples; step k of a run seeded s samples with seed
+       s + k, so callers that run a program several times space their seeds by `SEEDS_PER_RUN`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from litforge.generation import generate
 
 INPUT_SLOTS = frozenset({"question", "context", "input"})
 PAIR_SLOTS = frozenset({"question", "response_a", "response_b"})
+SEEDS_PER_RUN = 1000  # a program runs fewer steps than this: runs seeded this far apart never share a step's seed
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from litforge.plugins.system2.base import System2Program, check_template, input_slots
+from litforge.plugins.system2.base import PAIR_SLOTS, System2Program, check_template, input_slots
 
 from litforge.errors import UserError, require
 
@@ -42,7 +42,6 @@ MERGE = (
     "A's Answer]\n\n[The Start of Assistant B's Answer]\n{response_b}\n[The End of Assistant B's Answer]\n\n"
     "[Evaluations]\n{evaluations}\n\nFinal verdict:"
 )
-PAIR_SLOTS = {"question", "response_a", "response_b"}
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.):]|\(\d+\))\s*")
 _SWAP = {"A": "B", "B": "A"}
 

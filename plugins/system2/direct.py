@@ -17,7 +17,7 @@ class Direct(System2Program):
     """One step: `template` filled with the input; the answer is parsed from the reply.
 
     `prompt(item)` and `reply(answer)` are the (input, target) pair a System 1 model is fine-tuned on in
-    distillation: `parse(reply(answer)) == answer`.
+    distillation; `reply` checks that `parse(reply(answer)) == answer`.
 
     Args:
         template: the prompt, with {input} or {question} (and optionally {context}).
@@ -32,16 +32,18 @@ class Direct(System2Program):
         super().__init__(answer_pattern, chat, stop)
         self.template = check_template(template, "template", allowed=INPUT_SLOTS, one_of={"question", "input"})
         self.reply_format = check_template(reply_format, "reply_format", required={"answer"})
-        require(self.parse(self.reply("42")) == "42", "reply_format",
-                f"a reply made with it must parse back with answer_pattern: {self.reply('42')!r} does not")
 
     def prompt(self, item: dict) -> str:
         """The System 1 prompt of an input."""
         return self.template.format(**input_slots(item))
 
     def reply(self, answer: str) -> str:
-        """The System 1 reply that states `answer` (a distillation target)."""
-        return self.reply_format.format(answer=answer)
+        """The System 1 reply that states `answer` (a distillation target); ConfigError when `answer_pattern` would
+        not read `answer` back from it, since a model trained on it could never be scored right."""
+        reply = self.reply_format.format(answer=answer)
+        require(self.parse(reply) == answer, "reply_format", f"{reply!r} does not parse back to {answer!r} with "
+                f"answer_pattern {self.answer_pattern!r}")
+        return reply
 
     def solve(self, items, step):
         finals = step("final", [self.prompt(item) for item in items])
