@@ -12,7 +12,9 @@ from litforge.datamodules.preference import JSONLPreferenceDataModule, Preferenc
 from litforge.datamodules.reversal_tasks import (BiographyReversalDataModule, ReversalTextDataModule,
                                                  SymbolicReversalDataModule)
 from litforge.datamodules.sft import SFTDataModule
+from litforge.datamodules.system2_distill import System2DistillDataModule, System2SeedDataModule
 from litforge.datamodules.system2_inputs import System2InputsDataModule
+from litforge.datamodules.system2_tasks import BSMTask, CoTTask, RaRTask, S2ATask, System2Task
 from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
 
 __all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "ArithmeticSFTDataModule",

@@ -10,6 +10,7 @@ from litforge.lightning_modules.moe_lm import MoECausalLM
 from litforge.lightning_modules.preference import PreferenceModule
 from litforge.lightning_modules.reverse_lm import ReverseLM
 from litforge.lightning_modules.self_reward import SelfRewarding
+from litforge.lightning_modules.system2_distill import System2Distillation
 from litforge.lightning_modules.system2_inference import System2Inference
 
 __all__ = ["CausalLM", "CoPELM", "DPONLL", "IterativeCringe", "IterativeRPO", "LiftDPO", "MoECausalLM",
