@@ -1,111 +1,109 @@
-"""Miniature of Pang et al. 2024 (DPO+NLL) and Xu et al. 2023 (pairwise Cringe) on synthetic CoT arithmetic.
+"""Miniature of DPO+NLL (Pang et al. 2024) and pairwise Cringe (Xu et al. 2023) on synthetic chain-of-thought
+arithmetic: from one SFT start, does adding the NLL term to DPO help held-out accuracy, and how does pairwise Cringe
+compare? Every training run is a shipped config run as a user types it.
 
-    OMP_NUM_THREADS=1 python benchmarks/papers/preference.py [--seeds 0 1] [--sft-steps 300] [--pref-steps 120]
+    python benchmarks/papers/preference.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_preference]
 
-Per seed: SFT a 128-hidden 2-layer Llama on "ab+cd+ef=" -> "S1+ef=S2" (configs/sft/arithmetic.yaml), then from the
-same SFT weights train plain DPO (alpha 0), DPO+NLL (alpha 1), an NLL-only control (beta 0: likelihood on the
-chosen answers alone) and pairwise Cringe on (correct, incorrect) chain-of-thought pairs. Reported: final-answer
-accuracy of greedy decoding on held-out test questions (disjoint from training by construction).
-The paper's claim to look for: DPO+NLL > DPO. Numbers are printed as measured, whatever they show.
+Per seed, in its own working directory (the configs read and write relative runs/... paths): README's SFT command
+(`litforge fit --config configs/sft/arithmetic.yaml` and `litforge export ...`), then from that start, at the shipped
+lengths: configs/dpo_nll/dpo_arithmetic.yaml (DPO, alpha 0), configs/dpo_nll/arithmetic.yaml (DPO+NLL),
+configs/cringe/arithmetic.yaml (pairwise Cringe) and the NLL-only control: the Cringe config with
+`--model.init_args.alpha=0` (loss = length-normalised NLL of the chosen answer alone, the NLL term of DPO+NLL without
+the DPO term; DPONLL refuses beta 0), run in a subdirectory with the SFT start's absolute path. Seed overrides, all
+printed: `--seed_everything`, the datamodules' shuffle seed and (SFT) the TinyModel's init seed; the questions and
+the wrong answers paired with them (`task_seed`) are the same for every seed.
+Score: final-answer accuracy of greedy decoding (`litforge.generation.generate`, temperature 0) on 300 held-out test
+questions (disjoint from every training question by construction), of each run's last checkpoint, in a pinned process.
+
+Departures from the papers: a 128-wide 2-layer Llama, 3-term 2-digit sums; pairs are (correct, corrupted) solutions
+written by the task, not sampled from the model; a few hundred steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import tempfile
+import shlex
+import shutil
+import subprocess
 import time
-from functools import partial
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
+from common import (PINNED_ENV, ROOT, call_pinned, cli_command, machine_report, markdown_table, mean_range, run_many,
+                    save_json)
 
-import lightning as L
-import torch
-
-from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.datamodules import ArithmeticPreferenceDataModule, ArithmeticSFTDataModule
-from litforge.datamodules.arithmetic import arithmetic_questions, extract_answer
-from litforge.lightning_modules import DPONLL, CausalLM, PairwiseCringe
-from litforge.optim import WarmupCosine
-from litforge.plugins.reference import PrecomputedReference
-
-BACKBONE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64}
+CONFIGS = ROOT / "configs"
+RESULTS = Path(__file__).resolve().parent / "results"
+START = "runs/sft_arithmetic/hf"
+# label -> (config, extra overrides, subdirectory of the seed's directory, run directory the config writes)
+METHODS = {"DPO (alpha 0)": ("dpo_nll/dpo_arithmetic", [], ".", "runs/dpo_arithmetic"),
+           "DPO+NLL (alpha 1)": ("dpo_nll/arithmetic", [], ".", "runs/dpo_nll_arithmetic"),
+           "NLL only (Cringe, alpha 0)": ("cringe/arithmetic", ["--model.init_args.alpha=0"], "nll",
+                                          "runs/cringe_arithmetic"),
+           "pairwise Cringe": ("cringe/arithmetic", [], ".", "runs/cringe_arithmetic")}
 
 
-@torch.no_grad()
-def greedy_accuracy(model, tokenizer, questions, max_new_tokens: int = 16) -> float:
-    """Share of questions whose greedy completion's final answer is right (all prompts have the same length)."""
-    model.eval()
-    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(q["prompt"], add_special_tokens=False)["input_ids"]
-                        for q in questions])
-    start, done = ids.size(1), torch.zeros(len(questions), dtype=torch.bool)
-    for _ in range(max_new_tokens):
-        next_token = model(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1)
-        next_token[done] = tokenizer.eos_token_id
-        ids = torch.cat([ids, next_token[:, None]], 1)
-        done |= next_token == tokenizer.eos_token_id
-        if done.all():
-            break
-    texts = tokenizer.batch_decode(ids[:, start:], skip_special_tokens=True)
-    return sum(extract_answer(t) == q["answer"] for t, q in zip(texts, questions)) / len(questions)
+def accuracy(checkpoints: list[str], num_test: int) -> list[float]:
+    """Greedy final-answer accuracy of each checkpoint on the task's first `num_test` held-out test questions."""
+    from litforge.checkpoint import model_from_checkpoint
+    from litforge.datamodules import ArithmeticSFTDataModule
+    from litforge.datamodules.arithmetic import extract_answer
+    from litforge.generation import generate
 
-
-def trainer(steps: int, root: str) -> L.Trainer:
-    """A quiet CPU trainer for a fixed number of steps."""
-    return L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                     limit_val_batches=0, default_root_dir=root)
+    questions = ArithmeticSFTDataModule(num_train=0, num_val=0, num_test=num_test).questions("test")
+    scores = []
+    for checkpoint in checkpoints:
+        model, tokenizer = model_from_checkpoint(checkpoint)
+        out = generate(model, tokenizer, [q["prompt"] for q in questions], max_new_tokens=16, temperature=0,
+                       batch_size=100)
+        scores.append(sum(extract_answer(t[0]) == q["answer"] for t, q in zip(out.texts, questions)) / num_test)
+    return scores
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--sft-steps", type=int, default=300)
-    parser.add_argument("--pref-steps", type=int, default=120)
-    parser.add_argument("--pref-lr", type=float, default=3e-4)
-    parser.add_argument("--num-test", type=int, default=300)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    methods = {
-        "DPO (alpha 0)": partial(DPONLL, beta=0.1, alpha=0.0),
-        "DPO+NLL (alpha 1)": partial(DPONLL, beta=0.1, alpha=1.0),
-        "NLL only (beta 0)": partial(DPONLL, beta=0.0, alpha=1.0),
-        "pairwise Cringe": partial(PairwiseCringe, alpha=1.0, b=2.0, tau=1.0, k=5),
-    }
-    results: dict[str, list[float]] = {"SFT start": [], **{name: [] for name in methods}}
-    began = time.time()
-    with tempfile.TemporaryDirectory() as root:
-        for seed in args.seeds:
-            L.seed_everything(seed, verbose=False)
-            test = arithmetic_questions(args.num_test, "test", seed=0)
-            sft_data = ArithmeticSFTDataModule(num_train=4000, num_val=0, num_test=0, batch_size=64, seed=seed)
-            sft = CausalLM(backbone=TinyModel(**BACKBONE, seed=seed), tokenizer=sft_data.tokenizer,
-                           optimizer=partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.01),
-                           scheduler=partial(WarmupCosine, warmup_steps=30, total_steps=args.sft_steps))
-            trainer(args.sft_steps, root).fit(sft, datamodule=sft_data)
-            start_dir = f"{root}/sft{seed}"
-            sft.model.save_pretrained(start_dir)
-            results["SFT start"].append(greedy_accuracy(sft.model, sft_data.tokenizer, test))
-            print(f"seed {seed} SFT start: {results['SFT start'][-1]:.3f}  ({time.time() - began:.0f}s)", flush=True)
-            for name, make in methods.items():
-                L.seed_everything(seed, verbose=False)
-                data = ArithmeticPreferenceDataModule(num_train=2000, num_val=0, batch_size=32, seed=seed,
-                                                      task_seed=seed + 100)
-                module = make(backbone=LocalCheckpoint(start_dir), tokenizer=data.tokenizer,
-                              optimizer=partial(torch.optim.AdamW, lr=args.pref_lr),
-                              **({} if "Cringe" in name else {"reference": PrecomputedReference(f"{root}/ref{seed}")}))
-                trainer(args.pref_steps, root).fit(module, datamodule=data)
-                results[name].append(greedy_accuracy(module.model, data.tokenizer, test))
-                print(f"seed {seed} {name}: {results[name][-1]:.3f}  ({time.time() - began:.0f}s)", flush=True)
-    print(f"\nHeld-out final-answer accuracy (greedy, {args.num_test} test questions), seeds {args.seeds}, "
-          f"SFT {args.sft_steps} steps, preference {args.pref_steps} steps at lr {args.pref_lr}:")
-    print("| method | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean |")
-    print("|---|" + "---|" * (len(args.seeds) + 1))
-    for name, values in results.items():
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {statistics.mean(values):.3f} |")
-    print(f"total {time.time() - began:.0f}s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--workdir", default="/tmp/litforge_preference")
+    parser.add_argument("--num-test", type=int, default=300, help="held-out test questions")
+    options = parser.parse_args()
+    work = Path(options.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    dirs = {seed: work / f"seed{seed}" for seed in options.seeds}
+    for directory in dirs.values():
+        (directory / "nll").mkdir(parents=True)
+    started = time.time()
+    print(machine_report(threads=1, workers=options.workers) + "\n")
+
+    run_many([(cli_command("fit", str(CONFIGS / "sft/arithmetic.yaml"), f"--seed_everything={s}",
+                           f"--model.init_args.backbone.init_args.seed={s}", f"--data.init_args.seed={s}"), dirs[s])
+              for s in options.seeds], options.workers)
+    for s in options.seeds:
+        export = ["litforge", "export", "runs/sft_arithmetic/checkpoints/last.ckpt", START]
+        print("$ " + shlex.join(export) + f"   (in {dirs[s]})", flush=True)
+        subprocess.run(export, cwd=dirs[s], env={**os.environ, **PINNED_ENV}, check=True, stdout=subprocess.DEVNULL)
+    jobs = []
+    for s in options.seeds:
+        for config, overrides, sub, _ in METHODS.values():
+            start = [] if sub == "." else [f"--model.init_args.backbone.init_args.path={dirs[s] / START}"]
+            jobs.append((cli_command("fit", str(CONFIGS / f"{config}.yaml"), *overrides, *start,
+                                     f"--seed_everything={s}", f"--data.init_args.seed={s}"), dirs[s] / sub))
+    run_many(jobs, options.workers)
+
+    checkpoints = {"SFT start (configs/sft/arithmetic.yaml)":
+                   [str(dirs[s] / "runs/sft_arithmetic/checkpoints/last.ckpt") for s in options.seeds]}
+    for label, (_, _, sub, runs) in METHODS.items():
+        checkpoints[label] = [str(dirs[s] / sub / runs / "checkpoints/last.ckpt") for s in options.seeds]
+    flat = call_pinned(accuracy, [c for paths in checkpoints.values() for c in paths], options.num_test)
+    n = len(options.seeds)
+    scores = {label: flat[i * n:(i + 1) * n] for i, label in enumerate(checkpoints)}
+    table = [[label, mean_range(values)] for label, values in scores.items()]
+
+    print(f"\nPreference miniature: greedy final-answer accuracy on {options.num_test} held-out questions, mean "
+          f"(min–max) over seeds {options.seeds}; {time.time() - started:.0f} s with {options.workers} runs at a time\n")
+    print(markdown_table(["model", "held-out accuracy"], table))
+    save_json(RESULTS / "preference.json", {"seeds": options.seeds, "accuracy": scores, "num_test": options.num_test,
+                                            "machine": machine_report(1, options.workers)})
 
 
 if __name__ == "__main__":
