@@ -17,7 +17,7 @@ import torch
 from litforge.data import write_jsonl
 from litforge.errors import require
 from litforge.generation import gather_objects
-from litforge.lightning_modules.set_metrics import PerSetMetrics
+from litforge.lightning_modules.set_metrics import PerSetMetrics, kept_rows
 from litforge.module import LitforgeModule
 from litforge.plugins.consistency.self_consistency import SelfConsistency
 from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program
@@ -76,6 +76,10 @@ class System2Inference(PerSetMetrics, LitforgeModule):
         return row
 
     def validation_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:
+        # a distributed sampler's padding repeats are left out, so every input counts once under any strategy
+        batch = [batch[row] for row in kept_rows(self, batch_idx, dataloader_idx, len(batch)).tolist()]
+        if not batch:
+            return
         rows = self.answer(batch, batch_idx)
         self.log_per_set("tokens_per_item", torch.tensor([float(r["tokens"]) for r in rows]), dataloader_idx)
         self.log_per_set("unparsable", torch.tensor([float(r["answer"] is None) for r in rows]), dataloader_idx)
@@ -95,6 +99,7 @@ class System2Inference(PerSetMetrics, LitforgeModule):
 
     def on_predict_epoch_end(self) -> None:
         rows = [row for rank_rows in gather_objects(self.predictions) for row in rank_rows]
+        directory = self.trainer.log_dir or self.trainer.default_root_dir  # on every rank: log_dir broadcasts
         if not self.trainer.is_global_zero:
             return
         # a distributed sampler repeats inputs to even out the ranks: keep each line once, in file order
@@ -109,7 +114,7 @@ class System2Inference(PerSetMetrics, LitforgeModule):
         if labelled:
             summary += f", accuracy {sum(labelled) / len(labelled):.3f} over {len(labelled)} labelled"
         if self.predictions_file is not None:
-            path = Path(self.trainer.log_dir or self.trainer.default_root_dir) / self.predictions_file
+            path = Path(directory) / self.predictions_file
             path.parent.mkdir(parents=True, exist_ok=True)
             write_jsonl(path, rows)
             summary += f"; written to {path}"
