@@ -71,15 +71,19 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}[{{ message['role'
                  "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}[assistant]@{% endif %}")
 
 
-@pytest.mark.slow
-def test_the_shipped_s2a_predict_config_runs_on_a_local_chat_checkpoint(tmp_path):
-    # an "instruct" checkpoint: after its chat template's generation prompt ("...@") it writes "Answer: 9"; after any
-    # raw prompt (S2A's templates end in a newline) it stops at once, so an answer proves the template was applied
-    checkpoint = tmp_path / "instruct"
+def instruct_checkpoint(folder):
+    """An "instruct" checkpoint: after its chat template's generation prompt ("...@") it writes "Answer: 9"; after any
+    raw prompt (S2A's templates end in a newline) it stops at once, so an answer proves the template was applied."""
     tokenizer = byte_level_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
-    scripted_llama(tokenizer, {"@": "Answer: 9"}).save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
+    scripted_llama(tokenizer, {"@": "Answer: 9"}).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_shipped_s2a_predict_config_runs_on_a_local_chat_checkpoint(tmp_path):
+    checkpoint = instruct_checkpoint(tmp_path / "instruct")
     run = tmp_path / "run"
     result = run_litforge(["predict", "--config", "configs/system2/s2a_predict.yaml",
                            f"--model.init_args.backbone.init_args.path={checkpoint}",
@@ -91,3 +95,20 @@ def test_the_shipped_s2a_predict_config_runs_on_a_local_chat_checkpoint(tmp_path
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert [row["line"] for row in rows] == [1, 2, 3, 4]
     assert (rows[0]["answer"], rows[0]["steps"], rows[0]["final"]) == ("9", {"regenerate": "Answer: 9"}, "Answer: 9")
+
+
+@pytest.mark.slow
+def test_predict_under_ddp_writes_each_input_once_in_file_order(tmp_path):
+    # 3 inputs on 2 ranks: the distributed sampler repeats line 1 on rank 1; predictions keep it once
+    checkpoint = instruct_checkpoint(tmp_path / "instruct")
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"question": f"q{i}", "label": "9"}) + "\n" for i in range(3)))
+    run = tmp_path / "run"
+    result = run_litforge(["predict", "--config", "configs/system2/s2a_predict.yaml",
+                           f"--model.init_args.backbone.init_args.path={checkpoint}",
+                           f"--data.init_args.tokenizer={checkpoint}", f"--data.init_args.path={inputs}",
+                           "--data.init_args.batch_size=1", "--trainer.accelerator=cpu", "--trainer.devices=2",
+                           "--trainer.strategy=ddp", f"--trainer.default_root_dir={run}"])
+    assert "3 inputs, 3 answered, 18.0 tokens per input, accuracy 1.000 over 3 labelled" in result.stdout
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3]
