@@ -27,6 +27,7 @@ pairs, as with one process and the whole batch.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,9 +127,17 @@ class PreferenceModule(LitforgeModule):
         return model
 
     def configure_model(self) -> None:
-        super().configure_model()
+        if self.model is None:
+            self.model = self.build_model()
+        made = self.reference_model is None
         if self.reference is not None:
-            self.reference.bind(self)
+            self.reference.bind(self)  # before sharding: a frozen copy is made of the whole model, then sharded alike
+        super().configure_model()
+        if made and self.reference_model is not None and self.device_mesh is not None:
+            shard(self.reference_model, self.device_mesh["data_parallel"])
+        for model in (self.model, self.reference_model):
+            if model is not None:
+                register_pair_forward(model)
 
     def reanchor_reference(self) -> None:
         """Make the reference equal to the current policy (a frozen copy) and drop cached reference log-probs."""
@@ -138,23 +147,9 @@ class PreferenceModule(LitforgeModule):
     def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
         """Run `model` once over a batch of B pairs and return sequence log-probs of chosen and rejected."""
         shared = share_prompts(batch) if self.shared_prompt and accepts_4d_mask(model) else None
-        if shared is None:  # 2B rows [prompt, response]; position t predicts token t+1
-            hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                         use_cache=False).last_hidden_state  # (2B, T, hidden)
-            targets = batch["labels"][:, 1:]
-            mask = targets != IGNORE_INDEX
-            rows, columns = mask.nonzero(as_tuple=True)
-            half = hidden.size(0) // 2
-            hidden = hidden[rows, columns]  # (N, hidden): response positions only
-        else:  # B rows [prompt | chosen | rejected]; see `litforge.shared_prompt`
-            hidden = shared_hidden_states(model, shared)  # (B, T, hidden)
-            mask = shared["labels"] != IGNORE_INDEX
-            pairs, columns = mask.nonzero(as_tuple=True)
-            targets = shared["labels"]
-            half = hidden.size(0)
-            rows = pairs + half * (shared["segment"][pairs, columns] == 2).long()
-            hidden = hidden[pairs, shared["source"][pairs, columns]]
-        logits = model.get_output_embeddings()(hidden)  # (N, vocab)
+        # an FSDP2 model runs it as a registered forward method, so its root parameters are gathered (`register_pair_forward`)
+        forward = getattr(model, "litforge_pair_forward", None)
+        logits, targets, mask, rows, half = forward(batch, shared) if forward else pair_forward(model, batch, shared)
         targets = targets[mask]
         total = logits.new_zeros(2 * half, dtype=torch.float32).index_add(0, rows, token_logprobs(logits, targets))
         counts = torch.bincount(rows, minlength=2 * half)
@@ -222,6 +217,53 @@ class PreferenceModule(LitforgeModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.reference is not None and "reference_source" in checkpoint:
             self.reference.load_state_dict(checkpoint["reference_source"])
+
+
+def pair_forward(model: nn.Module, batch: dict[str, Any], shared: dict[str, torch.Tensor] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The model's part of `PreferenceModule.pair_logprobs`: logits at the response positions only (N, vocab), the
+    target ids before masking, their mask, each position's row among the 2B (rows >= B rejected) and B."""
+    if shared is None:  # 2B rows [prompt, response]; position t predicts token t+1
+        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     use_cache=False).last_hidden_state  # (2B, T, hidden)
+        targets = batch["labels"][:, 1:]
+        mask = targets != IGNORE_INDEX
+        rows, columns = mask.nonzero(as_tuple=True)
+        half = hidden.size(0) // 2
+        hidden = hidden[rows, columns]  # (N, hidden): response positions only
+    else:  # B rows [prompt | chosen | rejected]; see `litforge.shared_prompt`
+        hidden = shared_hidden_states(model, shared)  # (B, T, hidden)
+        mask = shared["labels"] != IGNORE_INDEX
+        pairs, columns = mask.nonzero(as_tuple=True)
+        targets = shared["labels"]
+        half = hidden.size(0)
+        rows = pairs + half * (shared["segment"][pairs, columns] == 2).long()
+        hidden = hidden[pairs, shared["source"][pairs, columns]]
+    return model.get_output_embeddings()(hidden), targets, mask, rows, half
+
+
+def register_pair_forward(model: nn.Module) -> None:
+    """Make `pair_forward` a forward method of an FSDP2-sharded model (`model.litforge_pair_forward`).
+
+    It calls the decoder and the output layer directly, not the root's `forward`, so without this the parameters the
+    root shard group holds (embeddings, final norm, output layer) would stay sharded and their gradients unreduced.
+    """
+    from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+
+    if isinstance(model, FSDPModule) and not hasattr(model, "litforge_pair_forward"):
+        model.litforge_pair_forward = types.MethodType(pair_forward, model)
+        register_fsdp_forward_method(model, "litforge_pair_forward")
+
+
+def shard(model: nn.Module, mesh) -> None:
+    """FSDP2 over `mesh` the way `LitforgeModule.configure_model` shards the policy: each decoder block, then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(model._no_split_modules or [])
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            fully_shard(module, mesh=mesh)
+    fully_shard(model, mesh=mesh)
 
 
 def select_pairs(batch: dict[str, Any], keep: torch.Tensor, pairs: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from litforge.errors import ConfigError
-from litforge.plugins.reference.base import ReferenceSource
+from litforge.plugins.reference.base import ReferenceSource, reference_mode
 
 
 class AdaptersDisabled(ReferenceSource):
@@ -20,7 +20,7 @@ class AdaptersDisabled(ReferenceSource):
             raise ConfigError("reference", "AdaptersDisabled needs a LoRA policy: set `lora:` on the preference module")
 
     def logprobs(self, module, batch, key):
-        with torch.inference_mode(), module.model.disable_adapter():
+        with reference_mode(module.model), module.model.disable_adapter():
             out = module.pair_logprobs(module.model, batch)
         return out.chosen.clone(), out.rejected.clone()
 

@@ -1,7 +1,8 @@
 """The reference-source contract: where a preference objective's reference log-probs come from.
 
 Reference forwards run under `torch.inference_mode` (no autograd bookkeeping at all) over the same shared-prompt
-rows as the policy (`PreferenceModule.pair_logprobs`). Every source supports `reanchor(module)`: make the reference
+rows as the policy (`PreferenceModule.pair_logprobs`); an FSDP2-sharded model runs them under `torch.no_grad` instead
+(`reference_mode`), as the parameters it gathers would otherwise become inference tensors that training cannot update. Every source supports `reanchor(module)`: make the reference
 equal the current policy (iterative objectives call it at every iteration boundary) and forget cached log-probs.
 """
 
@@ -36,3 +37,10 @@ class ReferenceSource:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output."""
+
+
+def reference_mode(model: torch.nn.Module):
+    """The no-gradient context of a reference forward: `torch.inference_mode`, or `torch.no_grad` for an FSDP2 model."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return torch.no_grad() if isinstance(model, FSDPModule) else torch.inference_mode()

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from litforge.plugins.reference.base import ReferenceSource
+from litforge.plugins.reference.base import ReferenceSource, reference_mode
 
 
 class FrozenCopy(ReferenceSource):
@@ -18,7 +18,7 @@ class FrozenCopy(ReferenceSource):
 
     def logprobs(self, module, batch, key):
         module.reference_model.eval()  # Lightning puts every submodule in train mode at the start of fit
-        with torch.inference_mode():
+        with reference_mode(module.reference_model):
             out = module.pair_logprobs(module.reference_model, batch)
         return out.chosen.clone(), out.rejected.clone()  # clones are ordinary tensors, usable next to the policy's
 

@@ -11,7 +11,7 @@ from lightning import LightningModule
 from torch.utils.data import DataLoader
 
 from litforge.data import atomic_path
-from litforge.plugins.reference.base import ReferenceSource
+from litforge.plugins.reference.base import ReferenceSource, reference_mode
 
 
 class PrecomputedReference(ReferenceSource):
@@ -70,7 +70,7 @@ class PrecomputedReference(ReferenceSource):
         values = torch.zeros(len(loader.dataset), 2)
         training = module.model.training
         module.model.eval()
-        with torch.inference_mode():
+        with reference_mode(module.model):
             for batch in loader:
                 batch = {k: v.to(module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 out = module.pair_logprobs(module.model, batch)
