@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litforge.data import Record, read_jsonl
 from litforge.datamodules.base import LMDataModule
+
+from litforge.data import Record, read_jsonl
 
 
 def as_list(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

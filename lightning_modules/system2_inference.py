@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from litforge.lightning_modules.set_metrics import PerSetMetrics, kept_rows
+from litforge.plugins.consistency.self_consistency import SelfConsistency
+from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program
+
 from litforge.data import write_jsonl
 from litforge.errors import require
 from litforge.generation import gather_objects
-from litforge.lightning_modules.set_metrics import PerSetMetrics, kept_rows
 from litforge.module import LitforgeModule
-from litforge.plugins.consistency.self_consistency import SelfConsistency
-from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program
 
 
 class System2Inference(PerSetMetrics, LitforgeModule):
