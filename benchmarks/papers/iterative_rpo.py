@@ -1,14 +1,21 @@
-"""Miniature of Iterative Reasoning Preference Optimization (Pang et al. 2024): held-out accuracy per iteration.
+"""Miniature of Iterative Reasoning Preference Optimization (Pang et al. 2024): greedy held-out accuracy per iteration
+of DPO+NLL, plain DPO and an NLL-only control, from one SFT model.
 
-From an SFT model on synthetic multi-step arithmetic with chain of thought, each method runs `--iterations` rounds
-inside one `fit`: sample N candidates per training question, AnswerJudge marks them correct or incorrect, up to K
-correct-vs-incorrect pairs per question, train, re-anchor the reference. Methods: DPO+NLL (alpha 1), plain DPO
-(alpha 0) and an NLL-only control (beta 0: the DPO term is constant, only the chosen NLL trains), per
-shared/PAPERS.md. Accuracy is greedy exact match of the final answer on held-out questions, for the model entering
-each iteration (iteration 0 = the SFT model) and after the last one.
+    python benchmarks/papers/iterative_rpo.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_iterative_rpo]
 
-    python benchmarks/papers/iterative_rpo.py                # one seed, ~10 min on one thread
-    python benchmarks/papers/iterative_rpo.py --seeds 0 1    # two seeds
+Every training run is the README's command on configs/iterative_rpo/*.yaml as shipped: SFT on chain-of-thought
+3-term arithmetic, its export, then 3 iterations inside one fit (8 samples per question on 200 questions,
+AnswerJudge, up to 4 correct-vs-incorrect pairs per question, reference re-anchored at each boundary). DPO+NLL is
+dpo_nll.yaml, DPO is dpo.yaml (alpha 0), and the NLL-only control is dpo_nll.yaml with `--model.init_args.beta=0`
+(the DPO term is then a constant log 2: only the chosen NLL trains), run in its own directory with the start model
+given by absolute path. Each seed runs in its own working directory; the seed overrides, all printed, are
+`--seed_everything`, the SFT TinyModel's init seed, the datamodules' seed (batch order) and the iterative model's
+generation seed. Questions (`task_seed`) are the same for every seed. M0..M3 are `heldout_score` as each run logs
+it in `iterations/final.json`: greedy exact-answer accuracy on the 200 held-out questions of the model entering each
+iteration (M0 = the SFT model) and after the last.
+
+Departures from the paper: a 128-wide 2-layer Llama and synthetic arithmetic; 1 epoch per iteration; the Cringe
+variant (cringe.yaml) is not in the table, to keep the run within 15 minutes.
 """
 
 from __future__ import annotations
@@ -16,108 +23,86 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import PINNED_ENV, ROOT, cli_command, machine_report, markdown_table, mean_range, run_many, save_json
 
-import lightning as L
-import torch
-from litforge.datamodules import ArithmeticIterativeDataModule, ArithmeticSFTDataModule
-from litforge.lightning_modules import CausalLM, IterativeRPO
-from litforge.plugins.judges import AnswerJudge
-from litforge.plugins.pair_rules import CorrectVsIncorrect
-
-from litforge.backbones import LocalCheckpoint, TinyModel
-
-METHODS = {"DPO+NLL": dict(beta=0.1, alpha=1.0), "DPO": dict(beta=0.1, alpha=0.0),
-           "NLL only": dict(beta=0.0, alpha=1.0)}
+CONFIGS = ROOT / "configs" / "iterative_rpo"
+RESULTS = Path(__file__).resolve().parent / "results"
+ITERATIONS = 3
 
 
-def trainer(root: Path, **kwargs) -> L.Trainer:
-    """A quiet CPU trainer (no logger files, no checkpoints)."""
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, default_root_dir=str(root), gradient_clip_val=1.0, **kwargs)
-
-
-def sft(out: Path, seed: int, steps: int, max_operand: int) -> Path:
-    """Fine-tune a fresh 128-wide 2-layer Llama on chain-of-thought arithmetic; save it as a HF directory."""
-    target = out / f"sft_seed{seed}"
-    if (target / "config.json").is_file():
-        return target
-    L.seed_everything(seed)
-    data = ArithmeticSFTDataModule(num_train=2000, num_val=0, num_test=0, batch_size=32, seed=seed,
-                                   max_operand=max_operand)
-    module = CausalLM(backbone=TinyModel(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                         max_position_embeddings=64, seed=seed), tokenizer=data.tokenizer,
-                      optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3))
-    trainer(out / "sft_run", max_steps=steps).fit(module, data)
-    module.model.save_pretrained(target)
-    data.tokenizer.save_pretrained(target)
-    return target
-
-
-def iterate(out: Path, start: Path, seed: int, name: str, args) -> dict:
-    """One method's iterative run from the SFT model; returns `iterations/final.json`."""
-    root = out / f"{name.replace(' ', '_').replace('+', '_')}_seed{seed}"
-    final = root / "iterations" / "final.json"
-    if final.is_file():
-        return json.loads(final.read_text())
-    L.seed_everything(seed)
-    data = ArithmeticIterativeDataModule(num_train=args.questions, num_val=args.heldout, batch_size=16, seed=seed,
-                                         max_operand=args.max_operand, tokenizer=str(start))
-    module = IterativeRPO(backbone=LocalCheckpoint(str(start)), tokenizer=data.tokenizer, **METHODS[name],
-                          judge=AnswerJudge(), pair_rule=CorrectVsIncorrect(max_pairs=args.pairs),
-                          iterations=args.iterations, epochs_per_iteration=args.epochs, candidates=args.candidates,
-                          temperature=0.8, max_new_tokens=24, num_heldout=args.heldout, seed=seed,
-                          optimizer=lambda params: torch.optim.AdamW(params, lr=args.lr))
-    trainer(root).fit(module, data)
-    return json.loads(final.read_text())
+def config(name: str) -> str:
+    """Absolute path of configs/iterative_rpo/<name>.yaml (each seed runs in its own working directory)."""
+    return str(CONFIGS / f"{name}.yaml")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--sft-steps", type=int, default=400)
-    parser.add_argument("--max-operand", type=int, default=49, help="operands are 10..max (3 terms)")
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per iteration")
-    parser.add_argument("--questions", type=int, default=400, help="training questions sampled each iteration")
-    parser.add_argument("--candidates", type=int, default=8, help="samples per question (N)")
-    parser.add_argument("--pairs", type=int, default=4, help="pairs per question at most (K)")
-    parser.add_argument("--heldout", type=int, default=200)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--out", default="runs/bench/iterative_rpo")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    started = time.perf_counter()
-    rows = []
-    for seed in args.seeds:
-        start = sft(out, seed, args.sft_steps, args.max_operand)
-        for name in args.methods:
-            summary = iterate(out, start, seed, name, args)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--workdir", default="/tmp/litforge_iterative_rpo")
+    options = parser.parse_args()
+    work = Path(options.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    dirs = {seed: work / f"seed{seed}" for seed in options.seeds}
+    for directory in dirs.values():
+        (directory / "nll_only").mkdir(parents=True)
+    started = time.time()
+    print(machine_report(threads=1, workers=options.workers) + "\n")
+
+    def seeded(s: int) -> list[str]:
+        return [f"--seed_everything={s}", f"--data.init_args.seed={s}"]
+
+    run_many([(cli_command("fit", config("sft"), *seeded(s), f"--model.init_args.backbone.init_args.seed={s}"),
+               dirs[s]) for s in options.seeds], options.workers)
+    for s in options.seeds:
+        export = ["litforge", "export", "runs/iterative_rpo/sft/checkpoints/last.ckpt", "runs/iterative_rpo/start"]
+        print("$ " + shlex.join(export) + f"   (in {dirs[s]})", flush=True)
+        subprocess.run(export, cwd=dirs[s], env={**os.environ, **PINNED_ENV}, check=True, stdout=subprocess.DEVNULL)
+
+    def iterative(s: int) -> list[str]:
+        return [*seeded(s), f"--model.init_args.seed={s}"]
+
+    def nll_only(s: int) -> list[str]:
+        start = str(dirs[s] / "runs" / "iterative_rpo" / "start")
+        return [*iterative(s), "--model.init_args.beta=0", f"--model.init_args.backbone.init_args.path={start}",
+                f"--data.init_args.tokenizer={start}"]
+
+    methods = {"DPO+NLL": ("dpo_nll", lambda s: (iterative(s), dirs[s])),
+               "DPO": ("dpo", lambda s: (iterative(s), dirs[s])),
+               "NLL only": ("dpo_nll", lambda s: (nll_only(s), dirs[s] / "nll_only"))}
+    jobs, finals = [], {}
+    for name, (yaml, make) in methods.items():
+        for s in options.seeds:
+            overrides, cwd = make(s)
+            jobs.append((cli_command("fit", config(yaml), *overrides), cwd))
+            finals[name, s] = cwd / "runs" / "iterative_rpo" / yaml / "iterations" / "final.json"
+    run_many(jobs, options.workers)
+
+    per_seed = {}
+    for name in methods:
+        per_seed[name] = []
+        for s in options.seeds:
+            summary = json.loads(finals[name, s].read_text())
             its = summary["iterations"]
-            accuracy = [its[str(k)]["heldout_score"] for k in range(args.iterations)] + [summary["heldout_score"]]
-            pairs = [its[str(k)]["pairs"] for k in range(args.iterations)]
-            train_acc = [its[str(k)]["accuracy"] for k in range(args.iterations)]
-            rows.append((name, seed, accuracy, pairs, train_acc))
-            print(f"[{time.perf_counter() - started:6.0f}s] {name} seed {seed}: held-out {accuracy}", flush=True)
-    header = " | ".join(f"M{k}" for k in range(args.iterations + 1))
-    print(f"\n| method | seed | {header} | pairs per iteration | sampled accuracy per iteration |")
-    print("|---|---|" + "---|" * (args.iterations + 1) + "---|---|")
-    for name, seed, accuracy, pairs, train_acc in rows:
-        cells = " | ".join(f"{a:.3f}" for a in accuracy)
-        print(f"| {name} | {seed} | {cells} | {pairs} | {[round(a, 3) for a in train_acc]} |")
-    for name in args.methods:
-        mine = [accuracy for n, _, accuracy, _, _ in rows if n == name]
-        mean = [sum(column) / len(column) for column in zip(*mine)]
-        print(f"| {name} | mean | " + " | ".join(f"{a:.3f}" for a in mean) + " | | |")
-    print(f"\nM0 = SFT model, Mk = after k iterations; {args.heldout} held-out questions, greedy decoding; "
-          f"total {time.perf_counter() - started:.0f}s")
+            per_seed[name].append({"heldout": [its[str(k)]["heldout_score"] for k in range(ITERATIONS)]
+                                   + [summary["heldout_score"]],
+                                   "pairs": [its[str(k)]["pairs"] for k in range(ITERATIONS)],
+                                   "sampled_accuracy": [its[str(k)]["accuracy"] for k in range(ITERATIONS)]})
+    table = [[name, *(mean_range([r["heldout"][k] for r in rows]) for k in range(ITERATIONS + 1)),
+              " / ".join(f"{sum(r['pairs'][k] for r in rows) / len(rows):.0f}" for k in range(ITERATIONS))]
+             for name, rows in per_seed.items()]
+    print(f"\nIterative RPO miniature: seeds {options.seeds}, greedy held-out accuracy (200 questions), mean (min–max) "
+          f"over seeds; {time.time() - started:.0f} s with {options.workers} runs at a time\n")
+    print(markdown_table(["method", *(f"M{k}" + (" (SFT)" if k == 0 else "") for k in range(ITERATIONS + 1)),
+                          "pairs per iteration (mean)"], table))
+    save_json(RESULTS / "iterative_rpo.json", {"seeds": options.seeds, "per_seed": per_seed,
+                                               "machine": machine_report(1, options.workers)})
 
 
 if __name__ == "__main__":

@@ -1,122 +1,107 @@
-"""Miniature of LIFT-DPO (Yuan et al. 2024): DPO on length-biased pairs learns to ignore word limits; LIFT-DPO obeys.
+"""Miniature of LIFT-DPO (Yuan et al. 2024): DPO on length-biased pairs learns to ignore word limits; LIFT-DPO,
+trained on the same pairs plus length-instructed relabelled copies, obeys them without losing quality.
 
-From one starting model (SFT on the synthetic list task, which has seen length instructions but learned to ignore
-them) we train plain DPO on the length-biased pairs and LIFT-DPO on the same pairs plus their length-instructed,
-relabelled copies (same loss, steps, learning rate and seed). Then, with greedy decoding:
+    python benchmarks/papers/lift_dpo.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_lift_dpo]
 
-- on held-out length-instructed prompts: violation rate (share over the limit), mean words/limit, and the
-  length-instructed score (share of responses that are good *and* within the limit: a violation counts as a loss);
-- on unconstrained prompts: quality (share of good lists) and mean words.
+Every training run is the README's command on configs/lift_dpo/*.yaml as shipped (SFT 400 steps, then DPO and
+LIFT-DPO 200 steps each, DPO+NLL with alpha 1), each seed in its own working directory. Overrides, all printed: the
+seed (`--seed_everything`, the SFT TinyModel's init seed, and the datamodules' seed, which orders the batches and,
+for LIFT, draws which pairs get which limit). The task's pairs and held-out prompts (`task_seed`) are the same for
+every seed, so seeds differ in init and data order only. The starting model is scored by `litforge validate` on
+lift_dpo.yaml. Violation rate and words/limit are what the configs' validation logs (greedy, 200 held-out prompts
+with limits of 2-10 words); quality without a limit (share of well-formed lists, greedy, one prompt per topic: 8)
+is not logged by the configs and is scored here from each run's last checkpoint with litforge.generation.
 
-    python benchmarks/papers/lift_dpo.py              # about 4 minutes on one thread
-    python benchmarks/papers/lift_dpo.py --alpha 0    # pure DPO (no NLL term): see the README for what happens
-
-Departure: the preference loss is the family's DPO with the NLL term (alpha = 1) by default, because pure DPO
-collapsed the tiny model's output format here (as PAPERS.md's calibration notes for plain DPO); `--alpha 0` runs it.
+Departure: the NLL term (alpha 1) is on, as in the configs: pure DPO (alpha 0) breaks the tiny model's output
+format (README).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+import shlex
+import shutil
+import subprocess
 import time
-from functools import partial
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import (PINNED_ENV, ROOT, call_pinned, cli_command, machine_report, markdown_table, mean_range, run_many,
+                    save_json)
 
-import lightning as L
-import torch
-from litforge.datamodules import LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule, LengthInstructedDataModule
-from litforge.datamodules.list_task import LengthBiasedTask
-from litforge.lightning_modules.causal_lm import CausalLM
-from litforge.lightning_modules.lift_dpo import LiftDPO
-
-from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.generation import generate
-from litforge.length import LengthInstruction, count_words, violation_rate, words_per_limit
-
-TASK = LengthBiasedTask()
-TEMPLATE = LengthInstruction()
+CONFIGS = ROOT / "configs" / "lift_dpo"
+RESULTS = Path(__file__).resolve().parent / "results"
+LIMITED = "val_length/"  # the metrics of the validation set of length-instructed prompts
+CHECKPOINTS = {"start (SFT)": "runs/lift_dpo/sft", "DPO": "runs/lift_dpo/dpo", "LIFT-DPO": "runs/lift_dpo/lift"}
 
 
-def trainer(steps: int) -> L.Trainer:
-    """A quiet CPU trainer for `steps` optimizer steps, no validation or checkpoints."""
-    return L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, logger=False,
-                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                     gradient_clip_val=1.0)
+def config(name: str) -> str:
+    """Absolute path of configs/lift_dpo/<name>.yaml (each seed runs in its own working directory)."""
+    return str(CONFIGS / f"{name}.yaml")
 
 
-def train_start(out_dir: str, steps: int, seed: int) -> str:
-    """SFT the starting model on demonstrations and save it as a Hugging Face directory."""
-    L.seed_everything(seed, verbose=False)
-    backbone = TinyModel(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128,
-                         seed=seed)
-    module = CausalLM(backbone=backbone, optimizer=partial(torch.optim.AdamW, lr=3e-3))
-    data = LengthBiasedSFTDataModule(num_train=3000, num_val=0, batch_size=32, task_seed=seed)
-    trainer(steps).fit(module, datamodule=data)
-    module.model.save_pretrained(out_dir)
-    module.tokenizer.save_pretrained(out_dir)
-    return out_dir
+def quality(checkpoint: str) -> dict[str, float]:
+    """Greedy responses to the unconstrained prompt of each topic: share of well-formed lists, and mean words."""
+    from litforge.checkpoint import model_from_checkpoint
+    from litforge.datamodules.list_task import LengthBiasedTask
+    from litforge.generation import generate
+    from litforge.length import count_words
 
-
-def train_preference(start: str, lift: bool, steps: int, lr: float, beta: float, alpha: float, seed: int) -> LiftDPO:
-    """Plain DPO (lift=False) or LIFT-DPO from the starting model; returns the trained module."""
-    L.seed_everything(seed, verbose=False)
-    module = LiftDPO(backbone=LocalCheckpoint(start), beta=beta, alpha=alpha,
-                     optimizer=partial(torch.optim.AdamW, lr=lr))
-    source = LengthBiasedPreferenceDataModule(num_train=2000, num_val=0, num_length_prompts=0, batch_size=32,
-                                              task_seed=seed)
-    data = LengthInstructedDataModule(source=source, ratio=1.0, batch_size=32, seed=seed) if lift else source
-    trainer(steps).fit(module, datamodule=data)
-    return module
-
-
-def evaluate(model, tokenizer, seed: int) -> dict[str, float]:
-    """Greedy generations on 200 length-instructed and 200 unconstrained held-out prompts, scored."""
-    prompts = TASK.length_prompts(200, 10_000 + seed, TEMPLATE)
-    limits = [p["max_len"] for p in prompts]
-    constrained = [t[0] for t in generate(model, tokenizer, [p["prompt"] for p in prompts], max_new_tokens=48,
-                                          temperature=0).texts]
-    plain = [TASK.prompt(topic) for topic in TASK.topics] * 25
-    unconstrained = [t[0] for t in generate(model, tokenizer, plain, max_new_tokens=48, temperature=0).texts]
-    scored = [TASK.is_good(p["instruction"], r) and count_words(r) <= p["max_len"]
-              for p, r in zip(prompts, constrained)]
-    return {"violation": violation_rate(constrained, limits), "words/limit": words_per_limit(constrained, limits),
-            "li_score": sum(scored) / len(scored),
-            "quality": sum(TASK.is_good(p, r) for p, r in zip(plain, unconstrained)) / len(plain),
-            "words": sum(map(count_words, unconstrained)) / len(unconstrained)}
+    task = LengthBiasedTask()
+    model, tokenizer = model_from_checkpoint(checkpoint)
+    prompts = [task.prompt(topic) for topic in task.topics]
+    responses = [texts[0] for texts in generate(model.eval(), tokenizer, prompts, temperature=0,
+                                                max_new_tokens=48).texts]
+    return {"quality": sum(map(task.is_good, prompts, responses)) / len(prompts),
+            "words": sum(map(count_words, responses)) / len(responses)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sft-steps", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=200, help="preference steps (both methods)")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--alpha", type=float, default=1.0, help="weight of the NLL term on chosen responses")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--workdir", default="/tmp/litforge_lift_dpo")
+    options = parser.parse_args()
+    work = Path(options.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    dirs = {seed: work / f"seed{seed}" for seed in options.seeds}
+    for directory in dirs.values():
+        (directory / "validate").mkdir(parents=True)
     started = time.time()
-    rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        start = train_start(os.path.join(tmp, "start"), args.sft_steps, args.seed)
-        module = LiftDPO(backbone=LocalCheckpoint(start))
-        module.configure_model()
-        rows["start (SFT)"] = evaluate(module.model, module.tokenizer, args.seed)
-        for name, lift in [("DPO", False), ("LIFT-DPO", True)]:
-            trained = train_preference(start, lift, args.steps, args.lr, args.beta, args.alpha, args.seed)
-            rows[name] = evaluate(trained.model, trained.tokenizer, args.seed)
-    print(f"\nLIFT-DPO miniature: seed {args.seed}, {args.steps} preference steps, lr {args.lr}, beta {args.beta}, "
-          f"alpha {args.alpha}, {time.time() - started:.0f}s")
-    print("| model | violation rate (LI) | words/limit (LI) | LI score | quality (unconstrained) | words (unconstr.) |")
-    print("|---|---|---|---|---|---|")
-    for name, row in rows.items():
-        print(f"| {name} | {row['violation']:.3f} | {row['words/limit']:.2f} | {row['li_score']:.3f} | "
-              f"{row['quality']:.3f} | {row['words']:.2f} |")
+    print(machine_report(threads=1, workers=options.workers) + "\n")
+
+    def seeded(s: int) -> list[str]:
+        return [f"--seed_everything={s}", f"--data.init_args.seed={s}"]
+
+    run_many([(cli_command("fit", config("sft"), *seeded(s), f"--model.init_args.backbone.init_args.seed={s}"),
+               dirs[s]) for s in options.seeds], options.workers)
+    for s in options.seeds:
+        export = ["litforge", "export", "runs/lift_dpo/sft/checkpoints/last.ckpt", "runs/lift_dpo/start"]
+        print("$ " + shlex.join(export) + f"   (in {dirs[s]})", flush=True)
+        subprocess.run(export, cwd=dirs[s], env={**os.environ, **PINNED_ENV}, check=True, stdout=subprocess.DEVNULL)
+    start = "--model.init_args.backbone.init_args.path="
+    jobs = [(cli_command("validate", config("lift_dpo"), *seeded(s), start + str(dirs[s] / "runs/lift_dpo/start")),
+             dirs[s] / "validate") for s in options.seeds]
+    jobs += [(cli_command("fit", config(name), *seeded(s)), dirs[s]) for name in ("dpo", "lift_dpo")
+             for s in options.seeds]
+    flat = run_many(jobs, options.workers)
+    n = len(options.seeds)
+    logged = {name: flat[i * n:(i + 1) * n] for i, name in enumerate(CHECKPOINTS)}
+    scored = {name: [call_pinned(quality, str(dirs[s] / folder / "checkpoints" / "last.ckpt")) for s in options.seeds]
+              for name, folder in CHECKPOINTS.items()}
+
+    per_seed = {name: [{"violation_rate": m[LIMITED + "violation_rate"], "words_per_limit": m[LIMITED + "words_per_limit"],
+                        **q}
+                       for m, q in zip(logged[name], scored[name])] for name in CHECKPOINTS}
+    columns = [("violation_rate", 3), ("words_per_limit", 2), ("quality", 3), ("words", 2)]
+    table = [[name, *(mean_range([r[key] for r in rows], digits) for key, digits in columns)]
+             for name, rows in per_seed.items()]
+    print(f"\nLIFT-DPO miniature: seeds {options.seeds}, mean (min–max) over seeds; "
+          f"{time.time() - started:.0f} s with {options.workers} runs at a time\n")
+    print(markdown_table(["model", "violation rate (limited)", "words/limit (limited)", "quality (no limit)",
+                          "words (no limit)"], table))
+    save_json(RESULTS / "lift_dpo.json", {"seeds": options.seeds, "per_seed": per_seed,
+                                          "machine": machine_report(1, options.workers)})
 
 
 if __name__ == "__main__":

@@ -1,20 +1,21 @@
-"""Miniature of Self-Rewarding Language Models (Yuan et al. 2024): task accuracy and judge agreement per iteration.
+"""Miniature of Self-Rewarding Language Models (Yuan et al. 2024): held-out accuracy and judge agreement of the
+seed model M0 and of M1, M2 after self-rewarding iterations, against the same loop with an oracle judge.
 
-A 128-wide 2-layer Llama is fine-tuned on both solving (IFT) and grading (EFT) synthetic arithmetic with chain of
-thought (M0, the seed). Two self-rewarding iterations follow inside one `fit`: the policy samples 4 answers per new
-question (temperature 0.7, top-p 0.9), judges each 3 times with the EFT prompt (mean of the parsed "Score: N"), pairs
-best vs worst (ties dropped) and trains with DPO (beta 0.1) from itself as the reference. For M0, M1 and M2:
-held-out task accuracy (greedy, exact final answer) and the judge's agreement with the true grade (the 0-5 rubric of
-`litforge.datamodules.arithmetic.grade_points`) on 120 fixed test-split responses balanced over grades; for each
-boundary: the judge's mean score of the candidates, its parse failures, the pairs built, and the shares of pairs whose
-chosen response truly grades above, equal to or below the rejected one.
+    python benchmarks/papers/self_reward.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_self_reward]
 
-Controls (each reuses the seed model): `--judge true` pairs by the true grade instead of the policy's own judgement
-(what a perfect judge would give the same DPO), `--alpha 1` adds the NLL term on the chosen response (DPO+NLL).
+Every training run is the README's command on configs/self_reward/*.yaml as shipped: the seed model (SFT on solving,
+IFT, and grading, EFT, of 3-term arithmetic), its export, then 2 self-rewarding iterations inside one fit (4 samples
+per new question, each judged 3 times by the model itself with the EFT prompt, best vs worst, DPO beta 0.1). The
+oracle control is the same fit with `--model.init_args.judge=AnswerJudge` (a judge that knows the answer: 1 for a
+correct final answer, else 0), run in its own directory with the seed model given by absolute path. Each seed runs
+in its own working directory; the seed overrides, all printed, are `--seed_everything`, the seed TinyModel's init
+seed, the datamodules' seed (batch order) and the self-rewarding model's generation and judging seed. Questions
+(`task_seed`) are the same for every seed. Numbers are what each run logs in `iterations/final.json`: held-out
+accuracy (greedy, 100 questions) and the judge's exact agreement with the true 0-5 grade of 120 fixed responses
+(a constant judge agrees on about 0.17).
 
-    python benchmarks/papers/self_reward.py                # one seed, ~7 min on one thread
-    python benchmarks/papers/self_reward.py --seeds 0 1    # two seeds
-    python benchmarks/papers/self_reward.py --judge true --alpha 1   # control: oracle judge, DPO+NLL
+Departures from the paper: a 128-wide 2-layer Llama on synthetic arithmetic with a 5-point rubric the seed learns
+from EFT data; 2 iterations; the oracle judge scores correctness only (0/1), not the 5-point rubric.
 """
 
 from __future__ import annotations
@@ -22,152 +23,79 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import PINNED_ENV, ROOT, cli_command, machine_report, markdown_table, mean_range, run_many, save_json
 
-import lightning as L
-import torch
-from litforge.datamodules import ArithmeticIterativeDataModule, SelfRewardSeedDataModule
-from litforge.datamodules.arithmetic import GRADE_TEMPLATE, true_grade
-from litforge.lightning_modules import CausalLM
-from litforge.lightning_modules.self_reward import SelfRewarding
-from litforge.plugins.judges import AnswerJudge, Judge, LLMJudge
-from litforge.plugins.pair_rules import BestVsWorst
-
-from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.iterations import load_iteration
+CONFIGS = ROOT / "configs" / "self_reward"
+RESULTS = Path(__file__).resolve().parent / "results"
+ITERATIONS = 2
 
 
-class TrueGradeJudge(Judge):
-    """The control judge: the true grade of the response (`true_grade`), read from the question's operands."""
-
-    def score(self, prompts, responses, references=None):
-        return [float(true_grade([int(x) for x in p.rstrip("=").split("+")], r)) for p, r in zip(prompts, responses)]
+def config(name: str) -> str:
+    """Absolute path of configs/self_reward/<name>.yaml (each seed runs in its own working directory)."""
+    return str(CONFIGS / f"{name}.yaml")
 
 
-def run_name(seed: int, args) -> str:
-    """The folder of one self-rewarding run: the seed, plus the controls that differ from the paper's setting."""
-    return f"self_reward_seed{seed}" + ("_true_judge" if args.judge == "true" else "") + (
-        f"_alpha{args.alpha:g}" if args.alpha else "")
-
-
-def trainer(root: Path, **kwargs) -> L.Trainer:
-    """A quiet CPU trainer (no logger files, no checkpoints)."""
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, default_root_dir=str(root), gradient_clip_val=1.0, **kwargs)
-
-
-def seed_model(out: Path, seed: int, args) -> Path:
-    """M0: a fresh 128-wide 2-layer Llama fine-tuned on IFT + EFT arithmetic, saved as a HF directory."""
-    target = out / f"seed_seed{seed}"
-    if (target / "config.json").is_file():
-        return target
-    L.seed_everything(seed)
-    data = SelfRewardSeedDataModule(num_train=args.ift, num_eft=args.eft, num_val=0, num_test=0, batch_size=32,
-                                    seed=seed, max_operand=args.max_operand, task_seed=1)
-    module = CausalLM(backbone=TinyModel(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                         max_position_embeddings=128, seed=seed), tokenizer=data.tokenizer,
-                      optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3))
-    trainer(out / "seed_run", max_steps=args.seed_steps).fit(module, data)
-    module.model.save_pretrained(target)
-    data.tokenizer.save_pretrained(target)
-    return target
-
-
-def self_reward(out: Path, start: Path, seed: int, args) -> dict:
-    """Two self-rewarding iterations from the seed; returns `iterations/final.json`."""
-    root = out / run_name(seed, args)
-    final = root / "iterations" / "final.json"
-    if final.is_file():
-        return json.loads(final.read_text())
-    L.seed_everything(seed)
-    judge = LLMJudge(template=GRADE_TEMPLATE, samples=3, temperature=0.7, top_p=0.9, max_new_tokens=40, seed=seed)
-    data = ArithmeticIterativeDataModule(
-        num_train=args.questions * args.iterations, prompts_per_iteration=args.questions, num_val=args.heldout,
-        batch_size=16, seed=seed, max_operand=args.max_operand, tokenizer=str(start))
-    module = SelfRewarding(backbone=LocalCheckpoint(str(start)), tokenizer=data.tokenizer,
-                           judge=TrueGradeJudge() if args.judge == "true" else judge, pair_rule=BestVsWorst(),
-                           heldout_judge=AnswerJudge(), num_judge_heldout=args.graded, iterations=args.iterations,
-                           epochs_per_iteration=args.epochs, candidates=4, temperature=0.7, top_p=0.9,
-                           max_new_tokens=24, num_heldout=args.heldout, seed=seed, beta=0.1, alpha=args.alpha,
-                           optimizer=lambda params: torch.optim.AdamW(params, lr=args.lr))
-    trainer(root).fit(module, data)
-    return json.loads(final.read_text())
-
-
-def pair_order(run: Path, k: int) -> str:
-    """"right/tie/wrong": shares of iteration k's pairs whose chosen response truly grades above, equal to or below
-    the rejected one."""
-    pairs, _ = load_iteration(run, k)
-    signs = []
-    for row in pairs:
-        operands = [int(x) for x in row["prompt"].rstrip("=").split("+")]
-        difference = true_grade(operands, row["chosen"]) - true_grade(operands, row["rejected"])
-        signs.append((difference > 0) - (difference < 0))
-    return "/".join(f"{signs.count(sign) / max(len(signs), 1):.2f}" for sign in (1, 0, -1))
-
-
-def histogram(counts: dict[str, int]) -> str:
-    """"0:20 1:5 ..." from {"0": 20, "1": 5, ...}."""
-    return " ".join(f"{score}:{n}" for score, n in counts.items())
-
-
-def by_grade(stats: dict) -> str:
-    """The judge's mean score per true grade, "0.1 0.9 ..." (absent in runs made before it was logged)."""
-    return " ".join(f"{value:.1f}" for value in stats.get("judge_mean_by_grade", {}).values())
+def read_final(path: Path) -> dict[str, list[float]]:
+    """Held-out accuracy, judge agreement (M0..M2) and pairs built (per iteration) from a run's final.json."""
+    summary = json.loads(path.read_text())
+    models = [summary["iterations"][str(k)] for k in range(ITERATIONS)] + [summary]
+    return {"accuracy": [m["heldout_score"] for m in models], "agreement": [m["judge_agreement"] for m in models],
+            "pairs": [summary["iterations"][str(k)]["pairs"] for k in range(ITERATIONS)]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--seed-steps", type=int, default=1500, help="IFT + EFT fine-tuning steps (batch 32)")
-    parser.add_argument("--ift", type=int, default=2000, help="solving examples")
-    parser.add_argument("--eft", type=int, default=2000, help="grading examples")
-    parser.add_argument("--max-operand", type=int, default=49, help="operands are 10..max (3 terms)")
-    parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per iteration")
-    parser.add_argument("--questions", type=int, default=400, help="new questions each iteration")
-    parser.add_argument("--heldout", type=int, default=200, help="held-out questions for task accuracy")
-    parser.add_argument("--graded", type=int, default=120, help="graded test responses for judge agreement")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--alpha", type=float, default=0.0, help="NLL weight (0 = the paper's plain DPO)")
-    parser.add_argument("--judge", choices=["self", "true"], default="self",
-                        help="self = the policy judges (the method); true = the true grade (control)")
-    parser.add_argument("--out", default="runs/bench/self_reward")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    started = time.perf_counter()
-    print(f"judge: {'the policy itself' if args.judge == 'self' else 'the true grade (control; agreement is then 1)'}"
-          f", DPO beta 0.1, NLL alpha {args.alpha:g}\n")
-    print("| seed | model | held-out accuracy | judge agreement | judge MAE | judge mean (graded) | judge scores "
-          "(graded, rounded) | no verdict (graded) | candidates' mean self-score | reply parse failures | pairs | "
-          "pairs right/tie/wrong by true grade | judge mean score by true grade 0..5 (graded) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for seed in args.seeds:
-        start = seed_model(out, seed, args)
-        seeded = time.perf_counter()
-        summary = self_reward(out, start, seed, args)
-        its = summary["iterations"]
-        models = [its[str(k)] for k in range(args.iterations)] + [summary]
-        for k, stats in enumerate(models):
-            boundary = "" if k == args.iterations else (
-                f" {stats['mean_score']:.2f} | {stats['judge_failures']} | {stats['pairs']} | "
-                f"{pair_order(out / run_name(seed, args), k)} |")
-            print(f"| {seed} | M{k} | {stats['heldout_score']:.3f} | {stats['judge_agreement']:.3f} | "
-                  f"{stats['judge_mae']:.2f} | {stats['judge_heldout_mean']:.2f} | "
-                  f"{histogram(stats['judge_histogram'])} | {stats['judge_heldout_failures']} |"
-                  + (boundary or " | | | |") + f" {by_grade(stats)} |", flush=True)
-        print(f"[seed {seed}: seed model {seeded - started:.0f}s, total {time.perf_counter() - started:.0f}s]",
-              flush=True)
-    print(f"\nM0 = IFT+EFT seed, Mk = after k self-rewarding iterations; accuracy on {args.heldout} held-out questions "
-          f"(greedy); agreement = rounded mean of 3 judge samples equals the true grade, on {args.graded} graded "
-          f"test responses (a constant judge agrees on ~1/6); reply parse failures are out of 3 replies per distinct "
-          f"candidate (at most 3 x 4 x {args.questions}); total {time.perf_counter() - started:.0f}s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--workdir", default="/tmp/litforge_self_reward")
+    options = parser.parse_args()
+    work = Path(options.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    dirs = {seed: work / f"seed{seed}" for seed in options.seeds}
+    for directory in dirs.values():
+        (directory / "oracle").mkdir(parents=True)
+    started = time.time()
+    print(machine_report(threads=1, workers=options.workers) + "\n")
+
+    def seeded(s: int) -> list[str]:
+        return [f"--seed_everything={s}", f"--data.init_args.seed={s}"]
+
+    run_many([(cli_command("fit", config("seed"), *seeded(s), f"--model.init_args.backbone.init_args.seed={s}"),
+               dirs[s]) for s in options.seeds], options.workers)
+    for s in options.seeds:
+        export = ["litforge", "export", "runs/self_reward/seed_run/checkpoints/last.ckpt", "runs/self_reward/seed"]
+        print("$ " + shlex.join(export) + f"   (in {dirs[s]})", flush=True)
+        subprocess.run(export, cwd=dirs[s], env={**os.environ, **PINNED_ENV}, check=True, stdout=subprocess.DEVNULL)
+
+    def oracle(s: int) -> list[str]:
+        start = str(dirs[s] / "runs" / "self_reward" / "seed")
+        return ["--model.init_args.judge=AnswerJudge", f"--model.init_args.backbone.init_args.path={start}",
+                f"--data.init_args.tokenizer={start}"]
+
+    final = Path("runs") / "self_reward" / "run" / "iterations" / "final.json"
+    runs = {"self-rewarding": [(dirs[s], []) for s in options.seeds],
+            "oracle judge": [(dirs[s] / "oracle", oracle(s)) for s in options.seeds]}
+    run_many([(cli_command("fit", config("self_reward"), *seeded(s), f"--model.init_args.seed={s}", *extra), cwd)
+              for name in runs for s, (cwd, extra) in zip(options.seeds, runs[name])], options.workers)
+    per_seed = {name: [read_final(cwd / final) for cwd, _ in jobs] for name, jobs in runs.items()}
+
+    own, control = per_seed["self-rewarding"], per_seed["oracle judge"]
+    table = [[f"M{k}" + (" (seed)" if k == 0 else ""), mean_range([r["accuracy"][k] for r in own]),
+              mean_range([r["agreement"][k] for r in own]), mean_range([r["accuracy"][k] for r in control]),
+              " / ".join(f"{sum(r['pairs'][k] for r in rows) / len(rows):.0f}" for rows in (own, control))
+              if k < ITERATIONS else ""] for k in range(ITERATIONS + 1)]
+    print(f"\nSelf-rewarding miniature: seeds {options.seeds}, mean (min–max) over seeds; "
+          f"{time.time() - started:.0f} s with {options.workers} runs at a time\n")
+    print(markdown_table(["model", "held-out accuracy (self-judged)", "judge agreement (self-judged)",
+                          "held-out accuracy (oracle judge)", "pairs built (self / oracle)"], table))
+    save_json(RESULTS / "self_reward.json", {"seeds": options.seeds, "per_seed": per_seed,
+                                             "machine": machine_report(1, options.workers)})
 
 
 if __name__ == "__main__":
