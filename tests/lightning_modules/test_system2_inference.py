@@ -58,6 +58,14 @@ def test_predict_prints_and_writes_one_row_per_input(tmp_path, tokenizer, capsys
     assert "Direct: 4 inputs, 3 answered, 6.8 tokens per input, accuracy 0.333 over 3 labelled" in out
 
 
+def test_with_samples_the_answer_is_their_majority_and_tokens_count_them_all(tmp_path, tokenizer):
+    module, data = module_and_data(tmp_path, tokenizer, n=3, temperature=1.0, predictions_file=None)
+    rows = [row for batch in trainer(tmp_path).predict(module, datamodule=data) for row in batch]
+    assert [(r["answer"], r["sample_answers"], r["tokens"]) for r in rows] == [
+        ("9", ["9"] * 3, 27), ("9", ["9"] * 3, 27), (None, [None] * 3, 0), ("9", ["9"] * 3, 27)]
+    assert not (tmp_path / "predictions.jsonl").exists()
+
+
 @pytest.mark.parametrize("kwargs, field", [({"n": 0}, "n"), ({"n": 4}, "temperature"),
                                            ({"temperature": -1.0}, "temperature"),
                                            ({"max_new_tokens": 0}, "max_new_tokens")])
