@@ -4,6 +4,12 @@ System 2 methods by accuracy and generated tokens per item, Table 1 onwards).
 
 With `n` > 1 the answer of an input is the majority over its samples (`SelfConsistency.vote` with no minimum share:
 a tie or no parsable sample gives no answer); tokens count every step of every sample.
+
+Departures from the paper:
+    1. An answer is correct when it equals the label as a string (both stripped); no numeric or case normalisation,
+       so labels must be written the way `answer_pattern` reads answers.
+    2. Each rank generates for its own inputs, so a model sharded over several processes (FSDP) is refused: its
+       forward passes need every rank, but ranks stop generating at different steps.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from litforge.lightning_modules.set_metrics import PerSetMetrics, kept_rows
 from litforge.plugins.consistency.self_consistency import SelfConsistency
 from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program
 
 from litforge.data import write_jsonl
-from litforge.errors import require
+from litforge.errors import ConfigError, require
 from litforge.generation import gather_objects
 from litforge.module import LitforgeModule
 
@@ -57,6 +64,13 @@ class System2Inference(PerSetMetrics, LitforgeModule):
         self.predictions_file = predictions_file
         self.vote = SelfConsistency(samples=n, min_share=0.0).vote
         self.predictions: list[dict[str, Any]] = []
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        strategy, world_size = self.trainer.strategy, self.trainer.world_size
+        if isinstance(strategy, (ModelParallelStrategy, FSDPStrategy)) and world_size > 1:
+            raise ConfigError("trainer.strategy", f"a model sharded over {world_size} processes "
+                              f"({type(strategy).__name__}) cannot generate for each rank's own inputs: use DDP")
 
     def answer(self, items: list[dict], batch_idx: int) -> list[dict[str, Any]]:
         """Run the program on a batch of inputs: one row per input (answer, tokens, the first sample's texts)."""
