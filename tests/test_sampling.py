@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from litforge.sampling import ResumableDataLoader, ResumableSampler
+from torch.utils.data import DataLoader
+
+from litforge.sampling import ResumableDataLoader, ResumableSampler, padding_rows
 
 
 def loader(size, batch_size=3, num_workers=0, **shard):
@@ -110,3 +112,28 @@ def test_iterating_never_draws_from_the_global_random_state():
     before = torch.get_rng_state()
     list(loader(10, num_workers=1))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_padding_rows_marks_exactly_the_repeats_a_distributed_sampler_adds():
+    # 7 samples on 2 ranks: positions 0..7, position 7 repeats sample 0 and is rank 1's 4th, batch 1's 2nd row
+    data = list(range(7))
+    for rank, expected in [(0, [[False, False], [False, False]]), (1, [[False, False], [False, True]])]:
+        sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=False)
+        evaluation = DataLoader(data, batch_size=2, sampler=sampler, collate_fn=list)
+        batches = list(evaluation)
+        assert [padding_rows(evaluation, index, len(batch)) for index, batch in enumerate(batches)] == expected
+    assert batches[1] == [5, 0]  # the marked row is indeed sample 0 again
+    kept = [sample for rank in (0, 1) for index, batch in enumerate(DataLoader(
+        data, batch_size=3, sampler=DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=3),
+        collate_fn=list)) for sample, pad in zip(batch, padding_rows(DataLoader(
+            data, batch_size=3, sampler=DistributedSampler(data, num_replicas=2, rank=rank)), index, len(batch)))
+        if not pad]
+    assert sorted(kept) == data  # shuffled too: every sample once
+
+
+def test_no_padding_without_a_padding_distributed_sampler():
+    data = list(range(7))
+    assert padding_rows(DataLoader(data, batch_size=4), 1, 3) == [False] * 3
+    dropping = DistributedSampler(data, num_replicas=2, rank=1, shuffle=False, drop_last=True)
+    assert padding_rows(DataLoader(data, batch_size=2, sampler=dropping), 1, 1) == [False]
+    assert padding_rows(loader(7, batch_size=2, num_replicas=2, rank=1), 1, 2) == [False, False]  # training order

@@ -25,6 +25,21 @@ def test_bad_hyperparameter_is_a_config_error_naming_the_field(cls, kwargs, mess
     assert_config_error(cls, kwargs, message)
 
 
+def test_a_pairs_sampled_positives_do_not_depend_on_its_batch(tiny_backbone):
+    # 2 ranks x 2 pairs compute what 1 process computes on the 4 pairs: the loss is the mean of the halves' losses
+    from litforge.lightning_modules.preference import select_pairs
+
+    module, data = make(PairwiseCringe, backbone=tiny_backbone, k=3)
+    batch = next(iter(data.val_dataloader()))
+    batch = select_pairs(batch, torch.arange(4), len(batch["index"]))
+    whole = module.step(batch, "train", "train", record=False)
+    halves = [module.step(select_pairs(batch, torch.tensor(rows), 4), "train", "train", record=False)
+              for rows in ([0, 1], [2, 3])]
+    assert torch.allclose(whole, sum(halves) / 2, atol=1e-6)
+    module.cringe_seed = 1
+    assert not torch.allclose(module.step(batch, "train", "train", record=False), whole)  # the seed matters
+
+
 def test_boundary_values_are_accepted():
     PairwiseCringe(b=0, k=1)
 

@@ -67,6 +67,19 @@ def test_standard_training_and_reverse_probability(tiny_backbone):
         ReverseLM(reverse_probability=1.5)
 
 
+def test_each_samples_draws_do_not_depend_on_its_batch(tiny_backbone):
+    # what a rank draws for a sample is what one process draws for it in a batch twice as large
+    model, _, batch = make(tiny_backbone, RandomSegmentReversal(k=2), reverse_probability=0.5)
+    forward, backward = model.directions(batch)
+    halves = [{key: value[rows] for key, value in batch.items()} for rows in (slice(0, 4), slice(4, 8))]
+    parts = [model.directions(half) for half in halves]
+    assert [row for part in parts for row in part[0]] == forward
+    assert [row for part in parts for row in part[1]] == backward
+    assert 0 < len(backward) < 8
+    model.reverse_seed = 1
+    assert model.directions(batch) != (forward, backward)  # the seed matters
+
+
 @pytest.mark.slow
 def test_cli_fit_logs_both_losses_and_exact_match(tmp_path):
     cli = run_lightning([

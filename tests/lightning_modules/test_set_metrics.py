@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from litforge.datamodules import MixedDomainDataModule, SyntheticTextDataModule
 from litforge.lightning_modules import CausalLM
-from litforge.lightning_modules.set_metrics import reset_metrics
+from litforge.lightning_modules.set_metrics import kept_rows, reset_metrics, select_rows
 from torchmetrics import MeanMetric
 
 
@@ -39,3 +39,15 @@ def test_reset_gives_states_a_fit_can_update_after_inference_mode():
     assert not metric.mean_value.is_inference()
     metric.update(torch.tensor(5.0))  # outside inference mode, as a later fit's loop does
     assert metric.compute().item() == 5.0
+
+
+def test_select_rows_picks_per_row_entries_and_keeps_the_rest():
+    batch = {"input_ids": torch.arange(12).view(3, 4), "index": torch.tensor([5, 6, 7]), "prompt": ["a", "b", "c"],
+             "scale": torch.tensor(2.0), "pair": [1, 2]}
+    picked = select_rows(batch, torch.tensor([0, 2]), 3)
+    assert picked["input_ids"].tolist() == [[0, 1, 2, 3], [8, 9, 10, 11]] and picked["index"].tolist() == [5, 7]
+    assert picked["prompt"] == ["a", "c"] and picked["pair"] == [1, 2] and picked["scale"] == 2.0
+
+
+def test_without_a_trainer_every_row_is_kept(tiny_backbone):
+    assert kept_rows(CausalLM(backbone=tiny_backbone), 0, 0, 3).tolist() == [0, 1, 2]
