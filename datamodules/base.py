@@ -6,6 +6,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from litforge.data import Collator, Sample
+from litforge.errors import ConfigError
 from litforge.sampling import ResumableDataLoader, ResumableSampler
 from litforge.tokenizer import load_tokenizer
 
@@ -75,13 +76,21 @@ class LMDataModule(L.LightningDataModule):
         return self._eval_loaders("test")
 
     def predict_dataloader(self) -> DataLoader | list[DataLoader]:
-        return self._eval_loaders("test")
+        return self._eval_loaders("test", metrics=False)  # Lightning shards prediction without repeats
 
-    def _eval_loaders(self, split: str) -> DataLoader | list[DataLoader]:
+    def _eval_loaders(self, split: str, metrics: bool = True) -> DataLoader | list[DataLoader]:
+        """Each set in order; under several processes Lightning shards it with a `DistributedSampler`, whose padding
+        repeats the objectives leave out of their metrics (`litforge.sampling.padding_rows`)."""
         data = self.splits.get(split)
         if not data:
             return []
         sets = list(data.values()) if isinstance(data, dict) else [data]
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        ranks = (shard or {}).get("num_replicas", 1) if metrics else 1
+        for name, samples in zip(self.names(split), sets):
+            if len(samples) < ranks:  # a rank holding only padding repeats would log nothing for the set
+                raise ConfigError("data", f"the {split} set {name or split!r} has {len(samples)} samples, fewer than "
+                                          f"the {ranks} processes that share it")
         loaders = [DataLoader(samples, batch_size=self.val_batch_size, shuffle=False, collate_fn=self.collate,
                               num_workers=self.num_workers) for samples in sets]
         return loaders if isinstance(data, dict) else loaders[0]

@@ -12,6 +12,9 @@ Departures from the paper:
     2. The length-instructed win rate needs a judge: against a prompt's baseline response ("output" field, as
        AlpacaEval-LI has) the verdict is win/tie/loss by the judge's two scores; without a baseline the judge's own
        score (in [0, 1]) is the verdict. The paper uses GPT-4 pairwise judgements against a baseline.
+    3. Under DDP each rank generates for its shard of the length set and a distributed sampler's padding repeat is
+       left out, so the rates are the whole set's. Under FSDP2 generation would need every rank in step at every
+       token, which greedy decoding of different prompts does not keep: validate length sets with DDP.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import torch
 from litforge.lightning_modules.dpo_nll import DPONLL
-from litforge.lightning_modules.set_metrics import PerSetMetrics
+from litforge.lightning_modules.set_metrics import PerSetMetrics, kept_rows, select_rows
 from litforge.plugins.judges.base import Judge
 
 from litforge.errors import require
@@ -48,6 +51,11 @@ class LiftDPO(PerSetMetrics, DPONLL):
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
         if "max_len" not in batch:
             return super().validation_step(batch, batch_idx, dataloader_idx)
+        rows = len(batch["prompt"])
+        keep = kept_rows(self, batch_idx, dataloader_idx, rows)  # a distributed sampler's repeat counts once
+        if len(keep) == 0:
+            return
+        batch = select_rows(batch, keep, rows) if len(keep) < rows else batch
         prompts, limits = batch["prompt"], batch["max_len"].tolist()
         responses = [texts[0] for texts in generate(self.model, self.tokenizer, prompts, temperature=0,
                                                     max_new_tokens=self.max_new_tokens).texts]

@@ -194,7 +194,12 @@ def test_every_strategy_gives_the_single_process_weights_and_metrics(runs, case)
         for key, value in single["metrics"].items():
             for got in (rank0["metrics"][key], rank1["metrics"][key]):
                 assert math.isclose(got, value, rel_tol=1e-4, abs_tol=1e-5), f"{case} {overlay} {key}: {got} {value}"
-        if "reference_table" in single:  # the precomputed reference: the whole table on every rank
+        if "reference_table" in single:  # the precomputed reference: the whole table on every rank, same cache files
+            files = sorted((runs / "single" / f"{case}-single" / "cache").glob("*.pt"))
+            written = sorted((runs / "parallel" / f"{case}-{overlay}" / "cache").glob("*.pt"))
+            assert [path.name for path in written] == [path.name for path in files] and files
+            for ours, theirs in zip(files, written):
+                assert torch.allclose(torch.load(ours), torch.load(theirs), atol=1e-5)
             for table in (rank0["reference_table"], rank1["reference_table"]):
                 assert table.keys() == single["reference_table"].keys()
                 for key in table:
