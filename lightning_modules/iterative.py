@@ -19,7 +19,9 @@ The datamodule it feeds serves prompts and rows and never calls the module: `pro
 Resume: the checkpoint records the iteration being trained and the epoch a resumed run starts in. A resumed run
 reads finished iterations' files instead of generating again and keeps the reference it restored mid-iteration; a
 run killed while generating generates that iteration again, from the same weights and seed, so its rows are the
-same. Under DDP each rank generates for its own shard of the prompts and all ranks train on the gathered rows.
+same. Under DDP each rank generates for its own shard of the prompts and all ranks train on the gathered rows; a
+subclass that seeds its draws per prompt (or per fixed chunk of prompts, as `iterative_preference` does) rather than
+per rank builds the same rows on any number of ranks.
 """
 
 from __future__ import annotations
