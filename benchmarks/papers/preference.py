@@ -29,6 +29,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
 from common import (PINNED_ENV, ROOT, call_pinned, cli_command, machine_report, markdown_table, mean_range, run_many,
                     save_json)
 
@@ -44,13 +46,15 @@ METHODS = {"DPO (alpha 0)": ("dpo_nll/dpo_arithmetic", [], ".", "runs/dpo_arithm
 
 
 def accuracy(checkpoints: list[str], num_test: int) -> list[float]:
-    """Greedy final-answer accuracy of each checkpoint on the task's first `num_test` held-out test questions."""
+    """Greedy final-answer accuracy of each checkpoint on `num_test` held-out test questions of the SFT config's task."""
     from litforge.checkpoint import model_from_checkpoint
     from litforge.datamodules import ArithmeticSFTDataModule
     from litforge.datamodules.arithmetic import extract_answer
     from litforge.generation import generate
 
-    questions = ArithmeticSFTDataModule(num_train=0, num_val=0, num_test=num_test).questions("test")
+    task = {key: value for key, value in yaml.safe_load((CONFIGS / "sft/arithmetic.yaml").read_text())["data"]
+            ["init_args"].items() if key in ("num_terms", "min_operand", "max_operand", "task_seed")}
+    questions = ArithmeticSFTDataModule(num_train=0, num_val=0, num_test=num_test, **task).questions("test")
     scores = []
     for checkpoint in checkpoints:
         model, tokenizer = model_from_checkpoint(checkpoint)
