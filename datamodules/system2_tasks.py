@@ -16,8 +16,8 @@ The tasks (templates below are the ones the shipped configs give the programs; a
     RaR  "add seven and two?" -- sums phrased with number words. Seed: clean sums, the rephrase step to "7+2?",
          the answer step given the rephrasing, and direct answers to phrasings with digits only (number words are
          never answered directly: System 1 lacks that skill, the program routes around it).
-    BSM  "3+4? A:7 B:8" -- which response is right. Seed: the per-criterion solve step ("yes no"), the merge step
-         and direct verdicts from a position-biased judge that says "A" with probability `bias` whatever is right.
+    BSM  "3+4? A:7 B:8" -- which response is right. Seed: the solve step on the criterion "correct" (the worked-out
+         sum, "7"), the merge step (the response matching it, "[[A]]") and direct verdicts from a position-biased judge that says "A" with probability `bias` whatever is right.
          Hard inputs put the right response first half of the time.
     CoT  "3+4+8?" -- three one-digit terms. Seed: chains of thought and direct answers on the seed triples only;
          distillation and test triples are disjoint from them and from each other, so a distilled System 1 must
@@ -48,7 +48,7 @@ RAR_RESPOND = "{input}\n{rephrased}\nAnswer:"  # RephraseAndRespond.respond_temp
 BSM_SYSTEM1 = "{question} {context}\nVerdict:"  # Direct.template for pairs ({context} holds "A:7 B:8")
 BSM_SOLVE = "{question} A:{response_a} B:{response_b}\nCheck {criterion}:\n"
 BSM_EVALUATION = "{criterion}: {evaluation}"
-BSM_MERGE = "{evaluations}\nVerdict:"
+BSM_MERGE = "{evaluations} A:{response_a} B:{response_b}\nVerdict:"
 BSM_CRITERION = "correct"
 COT = "{input}\nSteps:\n"                      # ChainOfThought.template
 
@@ -178,15 +178,14 @@ class BSMTask(System2Task):
         for _ in range(count):
             item = self.hard_input(rng, "seed")
             skill = rng.choices(("solve", "merge", "direct"), weights=self.skill_weights)[0]
-            verdict = item["label"]
-            marks = "yes no" if verdict == "A" else "no yes"
-            if skill == "solve":
-                rows.append({"prompt": BSM_SOLVE.format(**item, criterion=BSM_CRITERION), "response": marks,
+            verdict, right = item["label"], item["response_" + item["label"].lower()]
+            if skill == "solve":  # judging "correct" = working the sum out
+                rows.append({"prompt": BSM_SOLVE.format(**item, criterion=BSM_CRITERION), "response": right,
                              "skill": skill})
-            elif skill == "merge":
-                evaluations = BSM_EVALUATION.format(criterion=BSM_CRITERION, evaluation=marks)
-                rows.append({"prompt": BSM_MERGE.format(evaluations=evaluations), "response": f" [[{verdict}]]",
-                             "skill": skill})
+            elif skill == "merge":  # the verdict: the response that matches the worked-out sum
+                evaluations = BSM_EVALUATION.format(criterion=BSM_CRITERION, evaluation=right)
+                rows.append({"prompt": BSM_MERGE.format(**item, evaluations=evaluations),
+                             "response": f" [[{verdict}]]", "skill": skill})
             else:
                 said = "A" if rng.random() < self.bias else verdict
                 rows.append({"prompt": self.system1_prompt(item), "response": f" {said}", "skill": skill})

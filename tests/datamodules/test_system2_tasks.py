@@ -78,7 +78,7 @@ def test_bsm_seed_verdicts_favour_a_while_hard_inputs_are_balanced():
     # "A" with probability 0.7 + 0.3 x 0.5 = 0.85 (the right answer is first half of the time)
     assert 0.82 < direct.count(" A") / len(direct) < 0.88
     solves = [row for row in rows if row["skill"] == "solve"]
-    assert {row["response"] for row in solves} == {"yes no", "no yes"}
+    assert all(row["response"] == str(eval(row["prompt"].split("?")[0])) for row in solves)  # the worked-out sum
     labels = [item["label"] for item in task_inputs(task, 200, 0, seed=0)["distill"]]
     assert 0.4 < labels.count("A") / len(labels) < 0.6
     item = task_inputs(task, 1, 0, seed=0)["distill"][0]
