@@ -7,8 +7,7 @@ import random
 import re
 
 import pytest
-from litforge.datamodules import (BSMTask, CoTTask, RaRTask, S2ATask, System2DistillDataModule,
-                                  System2SeedDataModule)
+from litforge.datamodules import BSMTask, CoTTask, RaRTask, S2ATask, System2DistillDataModule, System2SeedDataModule
 from litforge.datamodules.system2_tasks import SENTENCES, WORDS, cot_steps, task_inputs
 
 TASKS = {"s2a": S2ATask, "rar": RaRTask, "bsm": BSMTask, "cot": CoTTask}

@@ -56,7 +56,7 @@ class StopAfterEpoch(L.Callback):
         trainer.should_stop = trainer.current_epoch >= self.epoch
 
 
-def make(filter, backbone=None, epochs_per_iteration: int = 1):  # noqa: A002
+def make(filter, backbone=None, epochs_per_iteration: int = 1):
     """The distillation of a 2-step S2A ("{input}<" then "{regenerated}>") on INPUTS, one round."""
     data = FixedInputs(task=S2ATask(), num_distill=3, num_test=3, batch_size=2)
     program = System2Attention(regenerate_template="{input}<", answer_template="{regenerated}>",
