@@ -207,4 +207,6 @@ def test_every_strategy_gives_the_single_process_weights_and_metrics(runs, case)
 
 
 if __name__ == "__main__":
-    drive(sys.argv[1], Path(sys.argv[2]), sys.argv[3:])
+    layout, root, only = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    sys.argv = sys.argv[:1]  # the CLI reads its arguments from `run_lightning(args)`, not from this command line
+    drive(layout, root, only)
