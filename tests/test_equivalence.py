@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -76,10 +77,14 @@ def cases(root: Path, batch: int) -> dict[str, dict]:
 def config(root: Path, case: str, batch: int) -> dict:
     """A complete fit config of one case."""
     spec = cases(root, batch)[case]
+    callbacks = [{"class_path": "test_equivalence.StartWeights"}]
+    if case == RESUMED:  # its 2-process checkpoint is resumed in 1 process (`resume_on_one_process`)
+        callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                          "init_args": {"dirpath": str(root / "checkpoints"), "filename": "last"}})
     trainer = {"accelerator": "cpu", "devices": 1, "max_steps": spec["steps"], "val_check_interval": spec["steps"],
                "num_sanity_val_steps": 0, "accumulate_grad_batches": 2, "gradient_clip_val": 0.5, "logger": False,
-               "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
-               "default_root_dir": str(root), "callbacks": [{"class_path": "test_equivalence.StartWeights"}]}
+               "enable_checkpointing": case == RESUMED, "enable_progress_bar": False, "enable_model_summary": False,
+               "default_root_dir": str(root), "callbacks": callbacks}
     return {"seed_everything": 0, "trainer": trainer, "model": spec["model"], "data": spec["data"]}
 
 
@@ -98,6 +103,33 @@ class StartWeights(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         pl_module.start_weights = full_weights(pl_module)
+
+
+def resume_on_one_process(root: Path) -> None:
+    """Resume the 2-process DDP checkpoint of `RESUMED` in 1 process for one more step, and run the same 4 steps
+    straight in 1 process: the reference table the checkpoint carries and the training order must carry over."""
+    from litforge.cli import run_lightning
+
+    done = root / "parallel" / f"{RESUMED}-ddp" / "rank0.pt"  # written after that fit (and its checkpoint) ended
+    for _ in range(600):
+        if done.is_file():
+            break
+        time.sleep(1)
+    results = {}
+    for name, resume in (("straight", False), ("resumed", True)):
+        folder = root / "single" / f"{RESUMED}-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        run = config(folder, RESUMED, 2 * B)
+        run["trainer"]["max_steps"] = 4
+        path = folder / "run.json"
+        path.write_text(json.dumps(run))
+        args = ["fit", "--config", str(path)]
+        if resume:
+            args += ["--ckpt_path", str(root / "parallel" / f"{RESUMED}-ddp" / "checkpoints" / "last.ckpt")]
+        cli = run_lightning(args)
+        results[name] = full_weights(cli.model)
+        results[f"{name}_computed"] = sorted(path.name for path in (folder / "cache").glob("*.pt"))
+    torch.save(results, root / "single" / "resumed.pt")
 
 
 def drive(layout: str, root: Path, only: list[str]) -> None:
@@ -133,6 +165,8 @@ def drive(layout: str, root: Path, only: list[str]) -> None:
             result["metrics"].update({f"iteration/{key}": float(stats[key])
                                       for key in ("pairs", "prompts_with_pairs", "mean_score", "heldout_score")})
         torch.save(result, folder / f"rank{rank}.pt")
+    if layout == "single" and RESUMED in only:
+        resume_on_one_process(root)
 
 
 def launch(layout: str, root: Path, ranks: int, port: int, only: list[str]) -> list[subprocess.Popen]:
@@ -150,6 +184,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+RESUMED = "dpo_precomputed"
 ALL_CASES = ("causal_lm", "dpo_frozen", "dpo_precomputed", "cringe", "reverse_lm", "iterative_rpo")
 
 
@@ -204,6 +239,14 @@ def test_every_strategy_gives_the_single_process_weights_and_metrics(runs, case)
                 assert table.keys() == single["reference_table"].keys()
                 for key in table:
                     assert torch.allclose(table[key], single["reference_table"][key], atol=1e-5)
+
+
+def test_a_two_process_checkpoint_resumes_on_one_process(runs):
+    # the precomputed reference comes from the checkpoint (the resumed run computes no table of its own) and the
+    # training order goes on where the 2 ranks stopped: one more step gives the 4-step single-process weights
+    results = torch.load(runs / "single" / "resumed.pt", weights_only=False)
+    assert results["straight_computed"] and results["resumed_computed"] == []
+    assert_close_weights(results["straight"], results["resumed"], "resumed on 1 process vs straight")
 
 
 if __name__ == "__main__":
