@@ -2,8 +2,8 @@
 
 The rows of `IterativeObjective` (lightning_modules/iterative.py) for self-rewarding, iterative RPO and iterative
 Cringe: at each boundary the current policy samples `candidates` responses per prompt (`litforge.generation`, each
-DDP rank its own chunks of prompts), the judge scores each distinct non-empty one (`plugins/judges/`), the pair rule turns one
-prompt's scores into (chosen, rejected) pairs (`plugins/pair_rules/`), and the gathered pairs are the next
+DDP rank its own chunks of prompts), the judge scores each distinct non-empty one (`plugins/judges/`), the pair rule
+turns one prompt's scores into (chosen, rejected) pairs (`plugins/pair_rules/`), and the gathered pairs are the next
 iteration's training rows.
 
 Rows do not depend on the number of ranks: the prompts are cut into fixed chunks of `generation_batch_size //

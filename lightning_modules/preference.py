@@ -147,7 +147,7 @@ class PreferenceModule(LitforgeModule):
     def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
         """Run `model` once over a batch of B pairs and return sequence log-probs of chosen and rejected."""
         shared = share_prompts(batch) if self.shared_prompt and accepts_4d_mask(model) else None
-        # an FSDP2 model runs it as a registered forward method, so its root parameters are gathered (`register_pair_forward`)
+        # an FSDP2 model runs it as a registered forward method (`register_pair_forward`): its root parameters gathered
         forward = getattr(model, "litforge_pair_forward", None)
         logits, targets, mask, rows, half = forward(batch, shared) if forward else pair_forward(model, batch, shared)
         targets = targets[mask]
@@ -256,7 +256,7 @@ def register_pair_forward(model: nn.Module) -> None:
 
 
 def shard(model: nn.Module, mesh) -> None:
-    """FSDP2 over `mesh` the way `LitforgeModule.configure_model` shards the policy: each decoder block, then the root."""
+    """FSDP2 over `mesh` as `LitforgeModule.configure_model` shards the policy: each decoder block, then the root."""
     from torch.distributed.fsdp import fully_shard
 
     blocks = set(model._no_split_modules or [])

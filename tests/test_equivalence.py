@@ -46,7 +46,8 @@ def preference_data(batch: int) -> dict:
 def cases(root: Path, batch: int) -> dict[str, dict]:
     """Every case's `model` and `data` sections, and its step count; `batch` is the per-process batch size."""
     return {
-        "causal_lm": {"steps": 3, "model": {"class_path": "CausalLM", "init_args": {"backbone": TINY, "optimizer": SGD}},
+        "causal_lm": {"steps": 3, "model": {"class_path": "CausalLM",
+                                            "init_args": {"backbone": TINY, "optimizer": SGD}},
                       "data": {"class_path": "ArithmeticSFTDataModule",  # prompts masked: token counts differ per rank
                                "init_args": {"num_train": 24, "num_val": 7, "max_length": 48, "batch_size": batch,
                                              "val_batch_size": 2}}},

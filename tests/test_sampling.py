@@ -2,9 +2,7 @@
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
-
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from litforge.sampling import ResumableDataLoader, ResumableSampler, padding_rows
 
@@ -123,12 +121,14 @@ def test_padding_rows_marks_exactly_the_repeats_a_distributed_sampler_adds():
         batches = list(evaluation)
         assert [padding_rows(evaluation, index, len(batch)) for index, batch in enumerate(batches)] == expected
     assert batches[1] == [5, 0]  # the marked row is indeed sample 0 again
-    kept = [sample for rank in (0, 1) for index, batch in enumerate(DataLoader(
-        data, batch_size=3, sampler=DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=3),
-        collate_fn=list)) for sample, pad in zip(batch, padding_rows(DataLoader(
-            data, batch_size=3, sampler=DistributedSampler(data, num_replicas=2, rank=rank)), index, len(batch)))
-        if not pad]
-    assert sorted(kept) == data  # shuffled too: every sample once
+    for shuffle in (False, True):  # left out, the repeats leave every sample exactly once
+        kept = []
+        for rank in (0, 1):
+            sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=shuffle, seed=3)
+            evaluation = DataLoader(data, batch_size=3, sampler=sampler, collate_fn=list)
+            for index, batch in enumerate(evaluation):
+                kept += [sample for sample, pad in zip(batch, padding_rows(evaluation, index, len(batch))) if not pad]
+        assert sorted(kept) == data
 
 
 def test_no_padding_without_a_padding_distributed_sampler():

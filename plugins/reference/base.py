@@ -2,8 +2,9 @@
 
 Reference forwards run under `torch.inference_mode` (no autograd bookkeeping at all) over the same shared-prompt
 rows as the policy (`PreferenceModule.pair_logprobs`); an FSDP2-sharded model runs them under `torch.no_grad` instead
-(`reference_mode`), as the parameters it gathers would otherwise become inference tensors that training cannot update. Every source supports `reanchor(module)`: make the reference
-equal the current policy (iterative objectives call it at every iteration boundary) and forget cached log-probs.
+(`reference_mode`), as the parameters it gathers would otherwise become inference tensors that training cannot update.
+Every source supports `reanchor(module)`: make the reference equal the current policy (iterative objectives call it
+at every iteration boundary) and forget cached log-probs.
 """
 
 from __future__ import annotations
