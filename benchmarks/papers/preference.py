@@ -46,7 +46,7 @@ METHODS = {"DPO (alpha 0)": ("dpo_nll/dpo_arithmetic", [], ".", "runs/dpo_arithm
 
 
 def accuracy(checkpoints: list[str], num_test: int) -> list[float]:
-    """Greedy final-answer accuracy of each checkpoint on `num_test` held-out test questions of the SFT config's task."""
+    """Greedy final-answer accuracy of each checkpoint on `num_test` held-out questions of the SFT config's task."""
     from litforge.checkpoint import model_from_checkpoint
     from litforge.datamodules import ArithmeticSFTDataModule
     from litforge.datamodules.arithmetic import extract_answer
@@ -104,7 +104,8 @@ def main() -> None:
     table = [[label, mean_range(values)] for label, values in scores.items()]
 
     print(f"\nPreference miniature: greedy final-answer accuracy on {options.num_test} held-out questions, mean "
-          f"(min–max) over seeds {options.seeds}; {time.time() - started:.0f} s with {options.workers} runs at a time\n")
+          f"(min–max) over seeds {options.seeds}; {time.time() - started:.0f} s with {options.workers} runs at a "
+          f"time\n")
     print(markdown_table(["model", "held-out accuracy"], table))
     save_json(RESULTS / "preference.json", {"seeds": options.seeds, "accuracy": scores, "num_test": options.num_test,
                                             "machine": machine_report(1, options.workers)})

@@ -66,7 +66,8 @@ def main() -> None:
     table = [[method, *(mean_range(scores[method][name], 2) for name in SETS)] for method in METHODS]
 
     print(f"\nReverse training miniature: exact match at the last step of configs/reverse/symbolic.yaml, mean "
-          f"(min–max) over seeds {options.seeds}; {time.time() - started:.0f} s with {options.workers} runs at a time\n")
+          f"(min–max) over seeds {options.seeds}; {time.time() - started:.0f} s with {options.workers} runs at a "
+          f"time\n")
     print(markdown_table(["method", *SETS], table))
     save_json(RESULTS / "reverse.json", {"seeds": options.seeds, "exact_match": scores,
                                          "machine": machine_report(1, options.workers)})
