@@ -30,9 +30,17 @@ import time
 from pathlib import Path
 
 import yaml
-
-from common import (PINNED_ENV, ROOT, call_pinned, cli_command, machine_report, markdown_table, mean_range, run_many,
-                    save_json)
+from common import (
+    PINNED_ENV,
+    ROOT,
+    call_pinned,
+    cli_command,
+    machine_report,
+    markdown_table,
+    mean_range,
+    run_many,
+    save_json,
+)
 
 CONFIGS = ROOT / "configs"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,9 +55,10 @@ METHODS = {"DPO (alpha 0)": ("dpo_nll/dpo_arithmetic", [], ".", "runs/dpo_arithm
 
 def accuracy(checkpoints: list[str], num_test: int) -> list[float]:
     """Greedy final-answer accuracy of each checkpoint on `num_test` held-out questions of the SFT config's task."""
-    from litforge.checkpoint import model_from_checkpoint
     from litforge.datamodules import ArithmeticSFTDataModule
     from litforge.datamodules.arithmetic import extract_answer
+
+    from litforge.checkpoint import model_from_checkpoint
     from litforge.generation import generate
 
     task = {key: value for key, value in yaml.safe_load((CONFIGS / "sft/arithmetic.yaml").read_text())["data"]
