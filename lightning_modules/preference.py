@@ -41,7 +41,7 @@ from torchmetrics import MeanMetric
 from litforge.data import IGNORE_INDEX
 from litforge.errors import ConfigError, require
 from litforge.losses import token_logprobs
-from litforge.module import LitforgeModule
+from litforge.module import LitforgeModule, shard_model
 from litforge.shared_prompt import accepts_4d_mask, share_prompts, shared_hidden_states
 
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
@@ -134,7 +134,7 @@ class PreferenceModule(LitforgeModule):
             self.reference.bind(self)  # before sharding: a frozen copy is made of the whole model, then sharded alike
         super().configure_model()
         if made and self.reference_model is not None and self.device_mesh is not None:
-            shard(self.reference_model, self.device_mesh["data_parallel"])
+            shard_model(self.reference_model, self.device_mesh["data_parallel"])
         for model in (self.model, self.reference_model):
             if model is not None:
                 register_pair_forward(model)
@@ -253,17 +253,6 @@ def register_pair_forward(model: nn.Module) -> None:
     if isinstance(model, FSDPModule) and not hasattr(model, "litforge_pair_forward"):
         model.litforge_pair_forward = types.MethodType(pair_forward, model)
         register_fsdp_forward_method(model, "litforge_pair_forward")
-
-
-def shard(model: nn.Module, mesh) -> None:
-    """FSDP2 over `mesh` as `LitforgeModule.configure_model` shards the policy: each decoder block, then the root."""
-    from torch.distributed.fsdp import fully_shard
-
-    blocks = set(model._no_split_modules or [])
-    for module in model.modules():
-        if type(module).__name__ in blocks:
-            fully_shard(module, mesh=mesh)
-    fully_shard(model, mesh=mesh)
 
 
 def select_pairs(batch: dict[str, Any], keep: torch.Tensor, pairs: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.backbones import Backbone, TinyModel
@@ -67,16 +68,8 @@ class LitforgeModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.model is None:
             self.model = self.build_model()
-        mesh = self.device_mesh
-        if mesh is not None:  # ModelParallelStrategy (FSDP2): shard each decoder block, then the root
-            from torch.distributed.fsdp import fully_shard
-
-            mesh = mesh["data_parallel"]
-            blocks = set(self.model._no_split_modules or [])
-            for module in self.model.modules():
-                if type(module).__name__ in blocks:
-                    fully_shard(module, mesh=mesh)
-            fully_shard(self.model, mesh=mesh)
+        if self.device_mesh is not None:  # ModelParallelStrategy (FSDP2)
+            shard_model(self.model, self.device_mesh["data_parallel"])
 
     def setup(self, stage: str) -> None:
         if self.trainer.strategy.root_device.type == "cpu":
@@ -98,3 +91,14 @@ class LitforgeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)
+
+
+def shard_model(model: nn.Module, mesh) -> None:
+    """FSDP2 over `mesh`: `fully_shard` each decoder block (the model's `_no_split_modules`), then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(model._no_split_modules or [])
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            fully_shard(module, mesh=mesh)
+    fully_shard(model, mesh=mesh)

@@ -18,8 +18,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-
 from helpers import REPO, run_litforge, tiny_run_config, write_yaml
+
 from litforge.resume import RandomState, capture, restore
 
 
@@ -165,7 +165,7 @@ def preference(model: str, **init_args) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("config", [
     preference("DPONLL", reference={"class_path": "PrecomputedReference"}),
-    preference("PairwiseCringe"),  # samples its positive tokens from the global random state, in validation too
+    preference("PairwiseCringe"),  # samples its positive tokens per pair, seeded by cringe_seed, step and pair index
 ], ids=["dpo_nll_precomputed_reference", "pairwise_cringe"])
 def test_preference_killed_mid_epoch_resumes_exactly(tmp_path, config):
     expected = straight(tmp_path, config)
