@@ -26,8 +26,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import (PINNED_ENV, ROOT, call_pinned, cli_command, machine_report, markdown_table, mean_range, run_many,
-                    save_json)
+from common import (
+    PINNED_ENV,
+    ROOT,
+    call_pinned,
+    cli_command,
+    machine_report,
+    markdown_table,
+    mean_range,
+    run_many,
+    save_json,
+)
 
 CONFIGS = ROOT / "configs" / "lift_dpo"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,8 +51,9 @@ def config(name: str) -> str:
 
 def quality(checkpoint: str) -> dict[str, float]:
     """Greedy responses to the unconstrained prompt of each topic: share of well-formed lists, and mean words."""
-    from litforge.checkpoint import model_from_checkpoint
     from litforge.datamodules.list_task import LengthBiasedTask
+
+    from litforge.checkpoint import model_from_checkpoint
     from litforge.generation import generate
     from litforge.length import count_words
 
@@ -90,8 +100,8 @@ def main() -> None:
     scored = {name: [call_pinned(quality, str(dirs[s] / folder / "checkpoints" / "last.ckpt")) for s in options.seeds]
               for name, folder in CHECKPOINTS.items()}
 
-    per_seed = {name: [{"violation_rate": m[LIMITED + "violation_rate"], "words_per_limit": m[LIMITED + "words_per_limit"],
-                        **q}
+    per_seed = {name: [{"violation_rate": m[LIMITED + "violation_rate"],
+                        "words_per_limit": m[LIMITED + "words_per_limit"], **q}
                        for m, q in zip(logged[name], scored[name])] for name in CHECKPOINTS}
     columns = [("violation_rate", 3), ("words_per_limit", 2), ("quality", 3), ("words", 2)]
     table = [[name, *(mean_range([r[key] for r in rows], digits) for key, digits in columns)]

@@ -2,6 +2,7 @@
 seed model M0 and of M1, M2 after self-rewarding iterations, against the same loop with an oracle judge.
 
     python benchmarks/papers/self_reward.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_self_reward]
+        [--reuse]   # keep the seed models and runs a previous call finished in --workdir (e.g. one seed at a time)
 
 Every training run is the README's command on configs/self_reward/*.yaml as shipped: the seed model (SFT on solving,
 IFT, and grading, EFT, of 3-term arithmetic), its export, then 2 self-rewarding iterations inside one fit (4 samples
@@ -54,21 +55,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--workdir", default="/tmp/litforge_self_reward")
+    parser.add_argument("--reuse", action="store_true", help="keep finished seed models and runs in --workdir")
     options = parser.parse_args()
     work = Path(options.workdir)
-    shutil.rmtree(work, ignore_errors=True)
+    if not options.reuse:
+        shutil.rmtree(work, ignore_errors=True)
     dirs = {seed: work / f"seed{seed}" for seed in options.seeds}
     for directory in dirs.values():
-        (directory / "oracle").mkdir(parents=True)
+        (directory / "oracle").mkdir(parents=True, exist_ok=True)
     started = time.time()
     print(machine_report(threads=1, workers=options.workers) + "\n")
 
     def seeded(s: int) -> list[str]:
         return [f"--seed_everything={s}", f"--data.init_args.seed={s}"]
 
+    fresh = [s for s in options.seeds if not (dirs[s] / "runs" / "self_reward" / "seed" / "config.json").is_file()]
+    print("".join(f"(seed {s}: reusing the seed model in {dirs[s]})\n" for s in options.seeds if s not in fresh))
     run_many([(cli_command("fit", config("seed"), *seeded(s), f"--model.init_args.backbone.init_args.seed={s}"),
-               dirs[s]) for s in options.seeds], options.workers)
-    for s in options.seeds:
+               dirs[s]) for s in fresh], options.workers)
+    for s in fresh:
         export = ["litforge", "export", "runs/self_reward/seed_run/checkpoints/last.ckpt", "runs/self_reward/seed"]
         print("$ " + shlex.join(export) + f"   (in {dirs[s]})", flush=True)
         subprocess.run(export, cwd=dirs[s], env={**os.environ, **PINNED_ENV}, check=True, stdout=subprocess.DEVNULL)
@@ -81,8 +86,10 @@ def main() -> None:
     final = Path("runs") / "self_reward" / "run" / "iterations" / "final.json"
     runs = {"self-rewarding": [(dirs[s], []) for s in options.seeds],
             "oracle judge": [(dirs[s] / "oracle", oracle(s)) for s in options.seeds]}
-    run_many([(cli_command("fit", config("self_reward"), *seeded(s), f"--model.init_args.seed={s}", *extra), cwd)
-              for name in runs for s, (cwd, extra) in zip(options.seeds, runs[name])], options.workers)
+    jobs = [(cli_command("fit", config("self_reward"), *seeded(s), f"--model.init_args.seed={s}", *extra), cwd)
+            for name in runs for s, (cwd, extra) in zip(options.seeds, runs[name])]
+    print("".join(f"(reusing the finished run in {cwd})\n" for _, cwd in jobs if (cwd / final).is_file()))
+    run_many([(args, cwd) for args, cwd in jobs if not (cwd / final).is_file()], options.workers)
     per_seed = {name: [read_final(cwd / final) for cwd, _ in jobs] for name, jobs in runs.items()}
 
     own, control = per_seed["self-rewarding"], per_seed["oracle judge"]
