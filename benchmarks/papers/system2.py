@@ -28,9 +28,11 @@ import shlex
 import shutil
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-from common import PINNED_ENV, ROOT, cli_command, machine_report, markdown_table, mean_range, run_many, save_json
+from common import PINNED_ENV, ROOT, _run_in_process, cli_command, machine_report, markdown_table, mean_range, save_json
 
 CONFIGS = ROOT / "configs" / "system2"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,7 +41,7 @@ SELF_CONSISTENCY = ["--model.init_args.filter=SelfConsistency", "--model.init_ar
 ARMS = {
     "filter": [],
     "nofilter": ["--model.init_args.filter=NoFilter", "--model.init_args.temperature=0"],
-    "control": ["--model.init_args.program=Direct"] + SELF_CONSISTENCY,
+    "control": [],  # control_overrides(task)
 }
 LABELS = {"filter": "distilled, with filter", "nofilter": "distilled, no filter",
           "control": "distilled from System 1 majority (control)"}
@@ -52,10 +54,10 @@ def config(name: str) -> str:
 
 def control_overrides(task: str) -> list[str]:
     """The control's program: System 1 as configured for the task (BSM's Direct reads the pair)."""
-    if task == "bsm":
-        return ["--model.init_args.program=Direct",
-                "--model.init_args.program.init_args.template={question} {context}\nVerdict:"] + SELF_CONSISTENCY
-    return ARMS["control"]
+    # the program's template is set: a `template:` of the task's own program (ChainOfThought's) would carry over
+    template = "{question} {context}\nVerdict:" if task == "bsm" else "{input}\nAnswer:"
+    return ["--model.init_args.program=Direct", f"--model.init_args.program.init_args.template={template}",
+            *SELF_CONSISTENCY]
 
 
 def distill(task: str, seed: int, arm: str) -> list[str]:
@@ -81,6 +83,23 @@ def export(task: str, cwd: Path) -> None:
     subprocess.run(args, cwd=cwd, env={**os.environ, **PINNED_ENV}, check=True, stdout=subprocess.DEVNULL)
 
 
+def run_all(commands: list[tuple[list[str], Path]], workers: int) -> list[str | None]:
+    """Run pinned CLI commands `workers` at a time; per command None, or the error that stopped it (a distill run
+    stops when its filter keeps no row: recorded, not fatal)."""
+    for args, _ in commands:
+        print("$ " + shlex.join(args), flush=True)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_run_in_process, args, str(cwd)) for args, cwd in commands]
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+                errors.append(None)
+            except Exception as error:  # noqa: BLE001 - the message goes into the table
+                errors.append(str(error).splitlines()[0])
+        return errors
+
+
 def numbers(final: dict) -> dict[str, float]:
     """What one distill run measured: the seed's System 1 and System 2, distilled System 1, rows kept."""
     start = final["iterations"]["0"]
@@ -91,15 +110,21 @@ def numbers(final: dict) -> dict[str, float]:
 
 
 def table(task: str, results: dict[str, list[dict[str, float]]]) -> str:
-    """One task's markdown table: accuracy, tokens per item, rows kept and their accuracy, mean (min–max)."""
-    first = results["filter"]
+    """One task's markdown table: accuracy, tokens per item, rows kept and their accuracy, mean (min–max); a run
+    that stopped (no row kept) is counted as "stopped" and left out of the means."""
+    first = results["nofilter"]  # greedy, the seed model: the same System 1 / System 2 measurement in every arm
     rows = [["System 1 (seed)", mean_range([r["system1_accuracy"] for r in first]),
              mean_range([r["system1_tokens"] for r in first], 1), "", ""],
             ["System 2 (seed)", mean_range([r["system2_accuracy"] for r in first]),
              mean_range([r["system2_tokens"] for r in first], 1), "", ""]]
     for arm in ("nofilter", "filter", "control"):
-        runs = results[arm]
-        rows.append([LABELS[arm], mean_range([r["distilled_accuracy"] for r in runs]),
+        runs = [r for r in results[arm] if "error" not in r]
+        stopped = len(results[arm]) - len(runs)
+        note = f" ({stopped} of {len(results[arm])} seeds stopped: no row kept)" if stopped else ""
+        if not runs:
+            rows.append([LABELS[arm] + note, "—", "—", "0", "—"])
+            continue
+        rows.append([LABELS[arm] + note, mean_range([r["distilled_accuracy"] for r in runs]),
                      mean_range([r["distilled_tokens"] for r in runs], 1),
                      mean_range([r["rows"] for r in runs], 0) + f" / {int(runs[0]['inputs'])}",
                      mean_range([r["kept_accuracy"] for r in runs])])
@@ -112,26 +137,33 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--workdir", default="/tmp/litforge_system2")
+    parser.add_argument("--tables_only", action="store_true", help="read the finished runs in --workdir again")
     options = parser.parse_args()
     work = Path(options.workdir)
-    shutil.rmtree(work, ignore_errors=True)
     cells = [(task, seed) for task in options.tasks for seed in options.seeds]
     dirs = {cell: work / f"{cell[0]}_seed{cell[1]}" for cell in cells}
-    for directory in dirs.values():
-        directory.mkdir(parents=True)
+    runs = [(task, seed, arm) for task, seed in cells for arm in ARMS]
     started = time.time()
     print(machine_report(threads=1, workers=options.workers) + "\n")
-
-    run_many([(seed_fit(task, seed), dirs[task, seed]) for task, seed in cells], options.workers)
-    for task, seed in cells:
-        export(task, dirs[task, seed])
-    runs = [(task, seed, arm) for task, seed in cells for arm in ARMS]
-    run_many([(distill(task, seed, arm), dirs[task, seed]) for task, seed, arm in runs], options.workers)
+    if not options.tables_only:
+        shutil.rmtree(work, ignore_errors=True)
+        for directory in dirs.values():
+            directory.mkdir(parents=True)
+        failed = [e for e in run_all([(seed_fit(task, seed), dirs[task, seed]) for task, seed in cells],
+                                     options.workers) if e]
+        if failed:
+            raise RuntimeError(f"a seed run failed: {failed[0]}")
+        for task, seed in cells:
+            export(task, dirs[task, seed])
+        run_all([(distill(task, seed, arm), dirs[task, seed]) for task, seed, arm in runs], options.workers)
 
     results: dict[str, dict[str, list[dict[str, float]]]] = {task: {arm: [] for arm in ARMS} for task in options.tasks}
     for task, seed, arm in runs:
-        final = json.loads((dirs[task, seed] / f"runs/system2/{task}_{arm}/iterations/final.json").read_text())
-        results[task][arm].append(dict(numbers(final), seed=seed))
+        path = dirs[task, seed] / f"runs/system2/{task}_{arm}/iterations/final.json"
+        if not path.is_file():  # the run stopped before its end (no row kept)
+            results[task][arm].append({"seed": seed, "error": "stopped: the filter kept no row"})
+            continue
+        results[task][arm].append(dict(numbers(json.loads(path.read_text())), seed=seed))
     print(f"\nSystem 2 distillation miniature: seeds {options.seeds}, mean (min–max); test accuracy on 200 held-out "
           f"inputs per seed, greedy; tokens = generated tokens per test item; rows kept of the distillation inputs "
           f"and their label accuracy (diagnostic only)\n")
