@@ -41,6 +41,7 @@ PIPELINES = {
     "self_reward": ("configs/self_reward/",),
     "lift_dpo": ("configs/lift_dpo/",),
     "btx": ("configs/btx/",),
+    "system2": ("configs/system2/",),
 }
 NEEDS_GPU = ("configs/strategy/fsdp_gpu.yaml",)
 
