@@ -36,6 +36,9 @@ class DataError(UserError, ValueError):
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self):  # pickled whole (a worker process hands it to its parent), not from `args`
+        return type(self), (self.path, self.line, self.field, self.message)
+
 
 class Record(dict):
     """One parsed JSONL object that remembers where it came from, so later checks can name file and line."""

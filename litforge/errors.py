@@ -17,6 +17,9 @@ class ConfigError(UserError, ValueError):
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
 
+    def __reduce__(self):  # pickled whole (a worker process hands it to its parent), not from `args`
+        return type(self), (self.field, self.message)
+
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint path that is missing, unreadable, truncated or not written by litforge."""
@@ -24,6 +27,9 @@ class CheckpointError(UserError, ValueError):
     def __init__(self, path, message: str):
         self.path, self.message = path, message
         super().__init__(f"checkpoint {path}: {message}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.message)
 
 
 def require(condition: bool, field: str, message: str) -> None:
