@@ -11,7 +11,8 @@ Algorithm (Yu et al. 2024, §2), one round per iteration k of `IterativeObjectiv
     4. SFT (loss on the response) on the rows for `epochs_per_iteration` epochs.
 The loop (iterations/iter_<k>.jsonl written atomically and reused on resume, DDP shards, statistics) is
 `IterativeObjective`. Rows do not depend on the number of ranks: inputs are cut into fixed chunks of
-`generation_batch_size`, chunk c is run with seed + 7919 k + 1000003 c, and rank r takes chunks r, r + world_size, ...
+`generation_batch_size`, the filter's j-th program run on chunk c is seeded seed + 7919 k + 1000003 c + 101 j, and
+rank r takes chunks r, r + world_size, ...
 
 Logged at each boundary (`iteration/*`, the model entering the round) and after the last round, on the first
 `num_heldout` held-out test inputs, greedy: System 1 accuracy and generated tokens per item, System 2 accuracy and
@@ -84,12 +85,17 @@ class System2Distillation(IterativeObjective, CausalLM):
         return self._teacher[0]
 
     def sampler(self, model, seed: int, spent: dict[str, float]):
-        """`sample(inputs, n)` for the filter: the program on `model`, each call with its own seed; adds the
+        """`sample(inputs, n)` for the filter: the program on `model`, its j-th call seeded seed + 101 j (j counted
+        per sampler, so a chunk's samples do not depend on the chunks run before it on this rank); adds the calls,
         generated tokens and program runs to `spent`."""
+        calls = 0
+
         def sample(inputs: list[dict], n: int) -> list[list[System2Output]]:
+            nonlocal calls
             outputs = self.program.run(model, self.tokenizer, inputs, n=n, temperature=self.temperature,
-                                       seed=seed + 101 * int(spent["calls"]), max_new_tokens=self.max_new_tokens,
+                                       seed=seed + 101 * calls, max_new_tokens=self.max_new_tokens,
                                        batch_size=self.generation_batch_size)
+            calls += 1
             spent["calls"] += 1
             spent["runs"] += sum(len(samples) for samples in outputs)
             spent["tokens"] += sum(output.tokens for samples in outputs for output in samples)

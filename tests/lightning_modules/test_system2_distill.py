@@ -1,6 +1,7 @@
 """System2Distillation: rows hold System 1's prompt and the final answer only, an input the filter drops has no row,
-the held-out metrics count what each program generates, a resumed run reuses the round's file, and a shipped distill
-config runs through the CLI.
+the held-out metrics count what each program generates, a resumed run reuses the round's file, a teacher checkpoint
+runs the program while the model trains, a shipped distill config runs through the CLI, and 2 DDP ranks write the
+round 1 process writes.
 
 The model is a real Llama whose weights make it write known strings (`scripted_llama`): after "<" it writes "abc"
 (the S2A rewrite), after ">" "Answer=9" (the S2A answer) and after "|" "8" (System 1's reply to "<input>|").
@@ -22,7 +23,7 @@ from litforge.plugins.consistency import NoFilter, OracleFilter
 from litforge.plugins.system2 import Direct, System2Attention
 from system2_helpers import scripted_llama
 
-from litforge.backbones import Backbone
+from litforge.backbones import Backbone, LocalCheckpoint
 from litforge.iterations import iteration_paths
 from litforge.tokenizer import byte_level_tokenizer
 
@@ -56,15 +57,16 @@ class StopAfterEpoch(L.Callback):
         trainer.should_stop = trainer.current_epoch >= self.epoch
 
 
-def make(filter, backbone=None, epochs_per_iteration: int = 1):
+def make(filter, backbone=None, epochs_per_iteration: int = 1, teacher=None, lr: float = 0.0):
     """The distillation of a 2-step S2A ("{input}<" then "{regenerated}>") on INPUTS, one round."""
     data = FixedInputs(task=S2ATask(), num_distill=3, num_test=3, batch_size=2)
     program = System2Attention(regenerate_template="{input}<", answer_template="{regenerated}>",
                                answer_pattern=r"Answer=(\d+)")
     module = System2Distillation(backbone=backbone or Scripted(), tokenizer=data.tokenizer, program=program,
-                                 filter=filter, system1=Direct(template="{input}|"), temperature=0.0, max_new_tokens=12,
-                                 num_heldout=3, iterations=1, epochs_per_iteration=epochs_per_iteration,
-                                 optimizer=lambda p: torch.optim.SGD(p, lr=0.0))
+                                 filter=filter, system1=Direct(template="{input}|"), teacher=teacher, temperature=0.0,
+                                 max_new_tokens=12, num_heldout=3, iterations=1,
+                                 epochs_per_iteration=epochs_per_iteration,
+                                 optimizer=lambda p: torch.optim.SGD(p, lr=lr))
     return module, data
 
 
@@ -125,6 +127,28 @@ def test_a_resumed_run_reuses_the_round_s_rows(tmp_path):
     assert module.history[0]["reused"] is True and data.rows == [json.loads(line) for line in written.splitlines()]
 
 
+def test_a_teacher_checkpoint_runs_the_program_and_the_model_trains(tmp_path):
+    # the teacher answers "Answer=7" where the model (Scripted) answers "Answer=9"
+    tokenizer = byte_level_tokenizer()
+    scripted_llama(tokenizer, {"<": "abc", ">": "Answer=7", "|": "8"}).save_pretrained(tmp_path / "teacher")
+    module, data = make(NoFilter(), teacher=LocalCheckpoint(str(tmp_path / "teacher")), lr=0.5)
+    student = {name: value.clone() for name, value in Scripted().build(0, 0, 0, 0).state_dict().items()}
+    fit(tmp_path, module, data)
+    assert [row["response"] for row in rows_of(tmp_path)] == [" 7", " 7", " 7"]  # the teacher's answers
+    stats = json.loads(iteration_paths(tmp_path, 0)[1].read_text())
+    assert (stats["kept_accuracy"], stats["generated_tokens"]) == (0.0, 3 * 11)  # no label is 7
+    assert stats["system2_accuracy"] == 2 / 3  # held-out metrics measure the model: "9", right on 2 of 3 inputs
+    teacher = module.generator()
+    assert teacher is not module.model and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    saved_teacher = LocalCheckpoint(str(tmp_path / "teacher")).build(0, 0, 0, 0).state_dict()
+    assert all(torch.equal(value, saved_teacher[name]) for name, value in teacher.state_dict().items())  # untrained
+    trained = module.model.state_dict()
+    assert not torch.equal(trained["lm_head.weight"], student["lm_head.weight"])  # the model did
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["state_dict"]
+    assert sorted(saved) == sorted(f"model.{name}" for name in trained)  # the teacher is not checkpointed
+
+
 @pytest.mark.slow
 def test_the_s2a_distill_config_runs_through_the_cli(tmp_path):
     # the seed: a scripted Llama that rewrites any input to "ab" (after "Rewrite:\n") and answers "7" (after ":")
@@ -148,3 +172,39 @@ def test_the_s2a_distill_config_runs_through_the_cli(tmp_path):
     assert (stats["system2_tokens_per_item"], stats["system1_tokens_per_item"], stats["rows"]) == (3.0, 1.0, 6)
     assert 0.0 <= final["system1_accuracy"] <= 1.0 and final["system2_tokens_per_item"] > 0  # after training
     assert {row["response"] for row in rows_of(run)} == {" 7"} and (run / "ckpt" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_write_the_round_one_process_writes(tmp_path):
+    from helpers import run_litforge
+
+    # a seed that rewrites to "ab" and answers "7", each scripted token only ~72% likely at temperature 1: the
+    # samples differ, so rows and counts match only if every chunk of inputs is seeded the same on any rank count
+    tokenizer = byte_level_tokenizer()
+    model = scripted_llama(tokenizer, {"\n": "ab", ":": "7"})
+    with torch.no_grad():
+        model.lm_head.weight.mul_(0.4)
+    model.save_pretrained(tmp_path / "seed")
+    tokenizer.save_pretrained(tmp_path / "seed")
+    rounds = []
+    for processes in (1, 2):
+        run = tmp_path / f"run{processes}"
+        run_litforge(["fit", "--config", str(ROOT / "configs/system2/s2a_distill.yaml"),
+                      f"--model.init_args.backbone.init_args.path={tmp_path / 'seed'}",
+                      f"--data.init_args.tokenizer={tmp_path / 'seed'}", f"--trainer.default_root_dir={run}",
+                      f"--trainer.logger.init_args.save_dir={run}", "--trainer.callbacks=[]",
+                      "--trainer.enable_checkpointing=false", "--trainer.accelerator=cpu",
+                      f"--trainer.devices={processes}", f"--trainer.strategy={'ddp' if processes == 2 else 'auto'}",
+                      "--data.init_args.num_distill=10", "--data.init_args.num_test=4",
+                      "--model.init_args.num_heldout=4", "--model.init_args.generation_batch_size=2",
+                      "--model.init_args.filter.init_args.samples=3", "--model.init_args.temperature=1.0",
+                      "--model.init_args.epochs_per_iteration=1"], cwd=tmp_path, timeout=240)
+        stats = json.loads(iteration_paths(run, 0)[1].read_text())
+        stats.pop("generate_s")  # wall time
+        rounds.append((iteration_paths(run, 0)[0].read_text(), stats))
+    (rows, stats), (ddp_rows, ddp_stats) = rounds
+    assert ddp_rows == rows and ddp_stats == stats
+    # 5 chunks of 2 inputs, 3 samples each; the samples differ (ties dropped), so the seeds decide what is kept
+    assert (stats["inputs"], stats["program_runs"], len(rows.splitlines())) == (10, 30, stats["rows"])
+    assert stats["filter_kept"] == stats["rows"] > 0 and stats["filter_dropped_tie"] > 0
+    assert sum(value for key, value in stats.items() if key.startswith("filter_")) == 10
