@@ -16,8 +16,10 @@ The tasks (templates below are the ones the shipped configs give the programs; a
     RaR  "add seven and two?" -- sums phrased with number words. Seed: clean sums, the rephrase step to "7+2?",
          the answer step given the rephrasing, and direct answers to phrasings with digits only (number words are
          never answered directly: System 1 lacks that skill, the program routes around it).
-    BSM  "3+4? A:7 B:8" -- which response is right. Seed: the solve step on the criterion "correct" (the worked-out
-         sum, "7"), the merge step (the response matching it, "[[A]]") and direct verdicts from a position-biased judge that says "A" with probability `bias` whatever is right.
+    BSM  "3+4? A:7 B:8" -- which response is right. Seed: the solve step on the criterion "correct" ("7A 8B correct
+         3+4?\n" -> "7", the worked-out sum), the merge step ("7A 8B correct 7" -> "A": the letter after the
+         response equal to the solved value, a copy a 2-layer model learns as an induction head) and direct verdicts
+         from a position-biased judge that says "A" with probability `bias` whatever is right.
          Hard inputs put the right response first half of the time.
     CoT  "3+4+8?" -- three one-digit terms. Seed: chains of thought and direct answers on the seed triples only;
          distillation and test triples are disjoint from them and from each other, so a distilled System 1 must
@@ -46,9 +48,10 @@ S2A_ANSWER = "{regenerated}\nAnswer:"          # System2Attention.answer_templat
 RAR_REPHRASE = "{input}\nRephrase:\n"          # RephraseAndRespond.rephrase_template
 RAR_RESPOND = "{input}\n{rephrased}\nAnswer:"  # RephraseAndRespond.respond_template
 BSM_SYSTEM1 = "{question} {context}\nVerdict:"  # Direct.template for pairs ({context} holds "A:7 B:8")
-BSM_SOLVE = "{question} A:{response_a} B:{response_b}\nCheck {criterion}:\n"
-BSM_EVALUATION = "{criterion}: {evaluation}"
-BSM_MERGE = "{evaluations} A:{response_a} B:{response_b}\nVerdict:"
+BSM_SOLVE = "{response_a}A {response_b}B {criterion} {question}\n"  # "7A 8B correct 3+4?\\n" -> "7"
+BSM_EVALUATION = "{criterion} {evaluation}"
+BSM_MERGE = "{response_a}A {response_b}B {evaluations}"  # "7A 8B correct 7" -> "A": a copy (induction)
+BSM_VERDICT = r"^\s*([AB])"                                  # BranchSolveMerge.answer_pattern of the merge reply
 BSM_CRITERION = "correct"
 COT = "{input}\nSteps:\n"                      # ChainOfThought.template
 
@@ -170,7 +173,7 @@ class BSMTask(System2Task):
         skill_weights: relative shares of the seed's solve steps, merge steps and direct verdicts.
     """
 
-    def __init__(self, bias: float = 0.7, skill_weights: tuple[float, float, float] = (2.0, 1.0, 1.0)):
+    def __init__(self, bias: float = 0.7, skill_weights: tuple[float, float, float] = (3.0, 2.0, 1.0)):
         self.bias, self.skill_weights = bias, skill_weights
 
     def seed_rows(self, count, rng):
@@ -184,8 +187,8 @@ class BSMTask(System2Task):
                              "skill": skill})
             elif skill == "merge":  # the verdict: the response that matches the worked-out sum
                 evaluations = BSM_EVALUATION.format(criterion=BSM_CRITERION, evaluation=right)
-                rows.append({"prompt": BSM_MERGE.format(**item, evaluations=evaluations),
-                             "response": f" [[{verdict}]]", "skill": skill})
+                rows.append({"prompt": BSM_MERGE.format(**item, evaluations=evaluations), "response": verdict,
+                             "skill": skill})
             else:
                 said = "A" if rng.random() < self.bias else verdict
                 rows.append({"prompt": self.system1_prompt(item), "response": f" {said}", "skill": skill})

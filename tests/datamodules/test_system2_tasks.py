@@ -8,7 +8,7 @@ import re
 
 import pytest
 from litforge.datamodules import BSMTask, CoTTask, RaRTask, S2ATask, System2DistillDataModule, System2SeedDataModule
-from litforge.datamodules.system2_tasks import SENTENCES, WORDS, cot_steps, task_inputs
+from litforge.datamodules.system2_tasks import BSM_MERGE, SENTENCES, WORDS, cot_steps, task_inputs
 
 TASKS = {"s2a": S2ATask, "rar": RaRTask, "bsm": BSMTask, "cot": CoTTask}
 
@@ -77,7 +77,15 @@ def test_bsm_seed_verdicts_favour_a_while_hard_inputs_are_balanced():
     # "A" with probability 0.7 + 0.3 x 0.5 = 0.85 (the right answer is first half of the time)
     assert 0.82 < direct.count(" A") / len(direct) < 0.88
     solves = [row for row in rows if row["skill"] == "solve"]
-    assert all(row["response"] == str(eval(row["prompt"].split("?")[0])) for row in solves)  # the worked-out sum
+    # the worked-out sum: "7A 8B correct 3+4?\n" -> "7"
+    assert all(row["response"] == str(sum(map(int, re.search(r"(\d)\+(\d)\?\n$", row["prompt"]).groups())))
+               for row in solves)
+    # the merge copies the letter after the response equal to the solved value: "7A 8B correct 7" -> "A"
+    merges = [row for row in rows if row["skill"] == "merge"]
+    matches = [re.fullmatch(r"(\d+)A (\d+)B correct (\d+)", row["prompt"]) for row in merges]
+    assert merges and all(matches)
+    assert all(row["response"] == "AB"[[m[1], m[2]].index(m[3])] for row, m in zip(merges, matches))
+    assert BSM_MERGE.format(response_a="7", response_b="8", evaluations="correct 7") == "7A 8B correct 7"
     labels = [item["label"] for item in task_inputs(task, 200, 0, seed=0)["distill"]]
     assert 0.4 < labels.count("A") / len(labels) < 0.6
     item = task_inputs(task, 1, 0, seed=0)["distill"][0]
