@@ -51,6 +51,7 @@ def _run_in_process(args: list[str], cwd: str) -> dict[str, float]:
     """Body of one pinned run: the CLI in this (fresh) process; returns the trainer's final logged metrics."""
     pin_process()
     os.chdir(cwd)
+    sys.argv = args[:1]  # a spawned process inherits the miniature's own arguments; the CLI gets only `args`
     from litforge.cli import run_lightning
 
     cli = run_lightning(args[1:])
