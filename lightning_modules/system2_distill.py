@@ -34,6 +34,7 @@ from litforge.lightning_modules.causal_lm import CausalLM
 from litforge.lightning_modules.iterative import IterativeObjective
 from litforge.plugins.consistency import ConsistencyFilter, SelfConsistency
 from litforge.plugins.system2 import Direct, System2Output, System2Program
+from litforge.plugins.system2.base import is_correct
 
 from litforge.backbones import Backbone
 from litforge.errors import require
@@ -121,8 +122,7 @@ class System2Distillation(IterativeObjective, CausalLM):
                 if answer is not None:
                     row = {"prompt": self.system1.prompt(item), "response": self.system1.reply(answer),
                            "answer": answer}
-                    label = item.get("label")
-                    mine.append((index, row, None if label is None else answer == str(label).strip()))
+                    mine.append((index, row, is_correct(answer, item)))
         parts = gather_objects({"rows": mine, "counts": counts, "spent": spent,
                                 "seconds": time.perf_counter() - started})
         kept = sorted((entry for part in parts for entry in part["rows"]), key=lambda entry: entry[0])
@@ -161,8 +161,8 @@ class System2Distillation(IterativeObjective, CausalLM):
         outputs = [samples[0] for samples in program.run(self.model, self.tokenizer, inputs, n=1, temperature=0.0,
                                                          seed=self.seed, max_new_tokens=self.max_new_tokens,
                                                          batch_size=self.generation_batch_size)]
-        graded = [output.answer == str(item["label"]).strip() for item, output in zip(inputs, outputs)
-                  if item.get("label") is not None]
-        return {"accuracy": sum(graded) / len(graded) if graded else float("nan"),
+        marks = [mark for mark in (is_correct(output.answer, item) for item, output in zip(inputs, outputs))
+                 if mark is not None]
+        return {"accuracy": sum(marks) / len(marks) if marks else float("nan"),
                 "tokens_per_item": sum(output.tokens for output in outputs) / max(len(outputs), 1),
                 "unparsable": sum(output.answer is None for output in outputs) / max(len(outputs), 1)}

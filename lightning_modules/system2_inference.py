@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from litforge.lightning_modules.set_metrics import PerSetMetrics, kept_rows
 from litforge.plugins.consistency.self_consistency import SelfConsistency
-from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program
+from litforge.plugins.system2.base import SEEDS_PER_RUN, System2Output, System2Program, is_correct
 
 from litforge.data import write_jsonl
 from litforge.errors import ConfigError, require
@@ -87,7 +87,7 @@ class System2Inference(PerSetMetrics, LitforgeModule):
         if self.n > 1:
             row["sample_answers"] = [sample.answer for sample in samples]
         if item.get("label") is not None:
-            row["label"], row["correct"] = item["label"], answer == item["label"]
+            row["label"], row["correct"] = item["label"], is_correct(answer, item)
         return row
 
     def validation_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -4,6 +4,7 @@ unsupervised filters of System 2 distillation (Yu et al. 2024) must not, to boun
 from __future__ import annotations
 
 from litforge.plugins.consistency.base import ConsistencyFilter
+from litforge.plugins.system2.base import is_correct
 
 from litforge.errors import UserError
 
@@ -23,7 +24,7 @@ class OracleFilter(ConsistencyFilter):
         for item, outputs in zip(inputs, sample(inputs, 1)):
             answer = outputs[0].answer
             reason = "dropped_unparsable" if answer is None else \
-                "kept" if answer == str(item["label"]).strip() else "dropped_wrong"
+                "kept" if is_correct(answer, item) else "dropped_wrong"
             answers.append(answer if reason == "kept" else None)
             counts[reason] += 1
         return answers, counts

@@ -44,6 +44,13 @@ class System2Output:
     prompts: dict[str, str] = field(default_factory=dict)  # each step's filled template by step name ("final" last)
 
 
+def is_correct(answer: str | None, item: dict) -> bool | None:
+    """Whether `answer` equals the input's label (exact, after stripping the label); None for an unlabelled input.
+    Labels are read only here, for metrics and the oracle control, never by a program."""
+    label = item.get("label")
+    return None if label is None else answer == str(label).strip()
+
+
 def check_template(template: str, field_name: str, required: Iterable[str] = (), allowed: Iterable[str] = (),
                    one_of: Iterable[str] = ()) -> str:
     """`template` unchanged; ConfigError naming `field_name` when it lacks a `required` slot, has none of `one_of`
