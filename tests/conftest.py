@@ -56,3 +56,16 @@ TINY_MODEL_ARGS = [
     "--model.init_args.backbone.init_args.num_attention_heads=2",
     "--model.init_args.backbone.init_args.intermediate_size=64",
 ]
+
+
+LONGEST_FIRST = ("test_pipeline_runs_as_written", "test_equivalence")
+
+
+def pytest_collection_modifyitems(items):
+    """Longest tests first (README pipelines, the strategy equivalence run, then the other slow ones): under xdist
+    the two workers then split them, instead of one worker finishing a pipeline alone at the end."""
+    def rank(item) -> int:
+        if any(name in item.nodeid for name in LONGEST_FIRST):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=rank)
