@@ -3,7 +3,7 @@
 from litforge.datamodules.arithmetic_data import (ArithmeticPreferenceDataModule, ArithmeticSFTDataModule,
                                                   SelfRewardSeedDataModule)
 from litforge.datamodules.base import LMDataModule
-from litforge.datamodules.cope_tasks import CountingDataModule, FlipFlopDataModule, SelectiveCopyDataModule
+from litforge.datamodules.cope_data import CountingDataModule, FlipFlopDataModule, SelectiveCopyDataModule
 from litforge.datamodules.domains import DomainDataModule, MixedDomainDataModule
 from litforge.datamodules.iterative import ArithmeticIterativeDataModule, IterativeDataModule, JSONLIterativeDataModule
 from litforge.datamodules.length_biased import LengthBiasedPreferenceDataModule, LengthBiasedSFTDataModule
