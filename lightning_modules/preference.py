@@ -8,8 +8,8 @@ Speed:
 1. The prompt is computed once for both responses (`shared_prompt`, on by default): each pair becomes one row
    [prompt | chosen | rejected] (`litforge.shared_prompt`). With transformers' SDPA the attention runs as two dense
    blocks and the (rejected x chosen) block is never computed; other attention gets the same layout as a 4-D mask.
-   The concatenated forward (2B rows, the prompt twice) remains for pairs whose prompts differ and for kernels that
-   take no 4-D mask (flash, flex).
+   The concatenated forward (2B rows, the prompt twice) remains for pairs whose prompts differ, for kernels that
+   take no 4-D mask (flash, flex) and for sliding windows that bind at the batch's length (Gemma 2/3, Mistral).
 2. The language-model head and the log-softmax run only on response positions (prompt and padding rows of the
    hidden states are dropped before the vocabulary projection), so the (tokens x vocab) logits, usually the largest
    activation of a step, exist only where a loss is taken.
@@ -42,7 +42,7 @@ from litforge.data import IGNORE_INDEX
 from litforge.errors import ConfigError, require
 from litforge.losses import token_logprobs
 from litforge.module import LitforgeModule, shard_model
-from litforge.shared_prompt import accepts_4d_mask, share_prompts, shared_hidden_states
+from litforge.shared_prompt import share_prompts, shared_hidden_states, shared_layout_fits
 
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
 
@@ -146,7 +146,8 @@ class PreferenceModule(LitforgeModule):
 
     def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
         """Run `model` once over a batch of B pairs and return sequence log-probs of chosen and rejected."""
-        shared = share_prompts(batch) if self.shared_prompt and accepts_4d_mask(model) else None
+        fits = self.shared_prompt and shared_layout_fits(model, batch["input_ids"].size(1))
+        shared = share_prompts(batch) if fits else None
         # an FSDP2 model runs it as a registered forward method (`register_pair_forward`): its root parameters gathered
         forward = getattr(model, "litforge_pair_forward", None)
         logits, targets, mask, rows, half = forward(batch, shared) if forward else pair_forward(model, batch, shared)

@@ -86,11 +86,12 @@ class LocalCheckpoint(Backbone):
         path: the directory holding config.json and the weights.
         dtype: "float32", "bfloat16" or "float16".
         trust_remote_code: run code shipped with the checkpoint (off unless asked).
-        attn_implementation: "sdpa" or "eager".
+        attn_implementation: "sdpa" or "eager"; None = the family's default in transformers (SDPA where the family
+            has it; Gemma 2 has only eager, since SDPA cannot soft-cap attention logits).
     """
 
     def __init__(self, path: str, dtype: str = "float32", trust_remote_code: bool = False,
-                 attn_implementation: str = "sdpa"):
+                 attn_implementation: str | None = None):
         self.path = path
         self.dtype = dtype
         self.trust_remote_code = trust_remote_code

@@ -9,6 +9,8 @@ positions it has in its own sequence, so log-probs and gradients equal those of 
   function is registered in `AttentionInterface` and selected for one forward by `pair_attention`.
 - Eager attention, position plugins with their own attention (CoPE) and activation checkpointing get the same
   layout as one additive 4-D mask (`full_pair_mask`).
+- A 4-D mask replaces the per-layer masks a model builds itself, so a model whose sliding window binds within the
+  batch's length (Gemma 2/3, Mistral with a short window) takes the concatenated forward (`shared_layout_fits`).
 """
 
 from __future__ import annotations
@@ -143,6 +145,25 @@ def accepts_4d_mask(model: nn.Module) -> bool:
     """Whether the model's attention takes a custom 4-D mask (sdpa, eager, plugins' own; not flash or flex)."""
     implementation = str(getattr(model.config, "_attn_implementation", "sdpa"))
     return not any(name in implementation for name in ("flash", "flex", "paged"))
+
+
+def sliding_window(model: nn.Module) -> int | None:
+    """The attention window of the model's sliding layers (a key at distance >= window is not seen), or None when
+    every layer sees the whole prefix. Read from the config: `layer_types` (Gemma 2/3, Qwen2/3) says which layers
+    slide; without it (Mistral, Phi-3) `sliding_window` applies to every layer."""
+    config = model.get_decoder().config
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
+
+
+def shared_layout_fits(model: nn.Module, length: int) -> bool:
+    """Whether the shared layout gives a 2B-row batch of `length` columns its own log-probs: the attention takes a
+    4-D mask, and no sliding window binds within `length` positions (the mask would replace the window)."""
+    window = sliding_window(model)
+    return accepts_4d_mask(model) and (window is None or length <= window)
 
 
 def shared_hidden_states(model: nn.Module, shared: dict[str, Any]) -> torch.Tensor:

@@ -62,8 +62,8 @@ class NoRotary(nn.Module):
         super().__init__()
         self.rotary = rotary
 
-    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cos, sin = self.rotary(x, position_ids)
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self.rotary(x, position_ids, *args)  # Gemma 3 passes the layer type (local/global RoPE)
         return torch.ones_like(cos), torch.zeros_like(sin)
 
 

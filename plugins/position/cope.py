@@ -14,7 +14,9 @@ Departures from the paper / reference:
 2. The table E is zero-initialised (as the reference) and shared by the heads (and by GQA groups) of one layer.
 3. The attention is computed without a fused kernel (O(T^2) memory per head for p, as in the reference), with a
    hand-written backward for the position logits (`PositionLogits`) that keeps two (T x T) tensors; RoPE is off.
-4. A query that may attend to no key (a left-padding position) gets all-zero attention weights, where the
+4. Models that soft-cap attention logits (Gemma 2) are refused: the paper does not say where the position logits go
+   relative to the cap. Sliding windows are kept (the mask CoPE reads is the layer's windowed mask).
+5. A query that may attend to no key (a left-padding position) gets all-zero attention weights, where the
    reference's softmax over an all-masked row gives NaN; the softmax runs in float32 for half-precision inputs and
    in the input's own precision otherwise.
 """
@@ -178,6 +180,11 @@ class CoPE(PositionEncoding):
         return {"npos_max": self.npos_max, "gate_key": self.gate_key}
 
     def attach(self, model: PreTrainedModel) -> None:
+        softcap = getattr(model.config, "attn_logit_softcapping", None)
+        require(softcap is None, "position",
+                f"CoPE refuses {type(model).__name__}: it soft-caps attention logits (attn_logit_softcapping="
+                f"{softcap}) and CoPE's position logits have no defined place relative to the cap; set "
+                "attn_logit_softcapping to null in the model config to use CoPE")
         self.claim(model)
         # registering under a litforge name changes no model until its own config selects that name
         AttentionInterface.register(ATTENTION_NAME, cope_attention)
