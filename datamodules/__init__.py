@@ -16,6 +16,8 @@ from litforge.datamodules.system2_distill import System2DistillDataModule, Syste
 from litforge.datamodules.system2_inputs import System2InputsDataModule
 from litforge.datamodules.system2_tasks import BSMTask, CoTTask, RaRTask, S2ATask, System2Task
 from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
+from litforge.datamodules.tool_data import ToolEvalDataModule, ToolSelectDataModule, ToolSFTDataModule
+from litforge.datamodules.tool_tasks import ToolTask
 
 __all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "ArithmeticSFTDataModule",
            "BiographyReversalDataModule", "CountingDataModule", "DomainDataModule", "FlipFlopDataModule",
@@ -23,4 +25,5 @@ __all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "A
            "LMDataModule", "LengthBiasedPreferenceDataModule", "LengthBiasedSFTDataModule",
            "LengthInstructedDataModule", "MixedDomainDataModule", "PreferenceDataModule", "ReversalTextDataModule",
            "SFTDataModule", "SelectiveCopyDataModule", "SelfRewardSeedDataModule", "SymbolicReversalDataModule",
-           "SyntheticTextDataModule", "TextDataModule"]
+           "SyntheticTextDataModule", "TextDataModule", "ToolEvalDataModule", "ToolSFTDataModule",
+           "ToolSelectDataModule", "ToolTask"]

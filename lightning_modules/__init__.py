@@ -12,6 +12,7 @@ from litforge.lightning_modules.reverse_lm import ReverseLM
 from litforge.lightning_modules.self_reward import SelfRewarding
 from litforge.lightning_modules.system2_distill import System2Distillation
 from litforge.lightning_modules.system2_inference import System2Inference
+from litforge.lightning_modules.tool_inference import ToolInference
 
 __all__ = ["CausalLM", "CoPELM", "DPONLL", "IterativeCringe", "IterativeRPO", "LiftDPO", "MoECausalLM",
-           "PairwiseCringe", "PreferenceModule", "ReverseLM", "SelfRewarding"]
+           "PairwiseCringe", "PreferenceModule", "ReverseLM", "SelfRewarding", "ToolInference"]

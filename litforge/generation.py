@@ -20,6 +20,9 @@ import torch
 import torch.distributed as dist
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from litforge.data import IGNORE_INDEX
+from litforge.losses import sequence_logprobs
+
 
 @dataclass
 class Generations:
@@ -171,6 +174,43 @@ def _cut_at_stop(tokenizer, ids: list[int], text: str, stop: list[str]) -> tuple
     while length and not text.startswith(tokenizer.decode(ids[:length])):
         length -= 1
     return text, ids[:length]
+
+
+@torch.no_grad()
+def continuation_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                          continuations: list[str], batch_size: int = 64, add_bos: bool = True) -> list[float]:
+    """log p(continuation | prompt) of each (prompt, continuation) pair, summed over the continuation's tokens.
+
+    Prompt and continuation are tokenized apart (as `encode_prompt_response` builds training rows) and scored with
+    `litforge.losses.sequence_logprobs`, `batch_size` pairs per forward pass, right-padded; an empty continuation
+    scores 0. bos is prepended when `add_bos` and the tokenizer has one. The model is put in eval mode for the call.
+    """
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    device = next(model.parameters()).device
+    bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    rows = []
+    for prompt, continuation in zip(prompts, continuations):
+        context = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        target = tokenizer(continuation, add_special_tokens=False)["input_ids"] if continuation else []
+        rows.append((context + target, [IGNORE_INDEX] * len(context) + target))
+    scores: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk], device=device)
+            labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in chunk], device=device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk], device=device)
+            logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+            summed, _ = sequence_logprobs(logits, labels)  # (batch,)
+            scores += summed.tolist()
+    finally:
+        model.train(was_training)
+    return scores
 
 
 def shard(items: list, rank: int, world_size: int) -> list[int]:
