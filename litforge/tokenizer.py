@@ -31,6 +31,20 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def has_own_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer carries a model's own chat template: any template but the byte-level tokenizer's
+    plain-text roles (`CHAT_TEMPLATE`), which the miniatures never put their judge prompts through."""
+    template = getattr(tokenizer, "chat_template", None)
+    return bool(template) and template != CHAT_TEMPLATE
+
+
+def user_turn(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
+    """`text` as one user message through the tokenizer's chat template, ending with the assistant's generation
+    prompt (the template writes bos where its family has one: do not add another)."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                         tokenize=False)
+
+
 def load_tokenizer(path: str | Path | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The byte-level tokenizer when `path` is None, else the tokenizer saved in a local directory."""
     if path is None:

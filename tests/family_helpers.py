@@ -1,7 +1,8 @@
 """Tiny random checkpoints of real model families, each with a locally trained byte-level BPE tokenizer and a chat
 template in its family's style, written with `save_pretrained` (nothing is downloaded).
 
-`write_family(name, folder)` writes one; `FAMILIES` names them. The tokenizers end a turn with their eos token, as
+`write_family(name, folder)` writes one; `FAMILIES` names them; `family_checkpoint(name, tmp_path_factory)` writes
+each one once per test session, when first asked for. The tokenizers end a turn with their eos token, as
 the instruct releases do (Llama-3 `<|eot_id|>`, Qwen `<|im_end|>`, Gemma `<end_of_turn>`, Phi-3 `<|end|>`).
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -56,8 +58,8 @@ class Family:
     notes: list[str] = field(default_factory=list)
 
 
-COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-              max_position_embeddings=256)
+COMMON = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "intermediate_size": 64, "max_position_embeddings": 256}
 
 FAMILIES: dict[str, Family] = {
     "llama": Family("llama", dict(COMMON, rope_theta=500000.0), "<|begin_of_text|>", "<|eot_id|>",
@@ -84,8 +86,9 @@ FAMILIES: dict[str, Family] = {
                    ["<|user|>", "<|assistant|>", "<|system|>"], PHI3_TEMPLATE, turn_end="\n"),
 }
 
-WORDS = ("the cat dog sat on a mat and ran to red blue green one two three four five what is sum of plus minus "
-         "answer question please tell me why because yes no good bad small large").split()
+WORDS = ["the", "cat", "dog", "sat", "on", "a", "mat", "and", "ran", "to", "red", "blue", "green", "one", "two", "three",
+         "four", "five", "what", "is", "sum", "of", "plus", "minus", "answer", "question", "please", "tell", "me", "why",
+         "because", "yes", "no", "good", "bad", "small", "large"]
 
 
 def corpus(lines: int = 400, seed: int = 0) -> list[str]:
@@ -127,4 +130,14 @@ def write_family(name: str, folder: str | Path, seed: int = 0) -> Path:
         model = AutoModelForCausalLM.from_config(config, attn_implementation=family.attn_implementation)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+
+def family_checkpoint(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `name` checkpoint in the session's temporary folder, written when first asked for (test modules share
+    it; under xdist each worker writes its own)."""
+    folder = tmp_path_factory.getbasetemp() / "families" / name
+    if not (folder / "config.json").is_file():
+        write_family(name, folder)
     return folder

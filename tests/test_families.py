@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from family_helpers import FAMILIES, write_family
+from family_helpers import FAMILIES, family_checkpoint
 from litforge.datamodules import JSONLPreferenceDataModule, SFTDataModule
 from litforge.lightning_modules import DPONLL, CausalLM, CoPELM
 from litforge.plugins.position import Absolute, CoPE, NoPE
@@ -32,13 +32,6 @@ PAIRS = [
     {"prompt": [{"role": "user", "content": "Tell me a small green answer, please."}],
      "chosen": "Yes: a small green cat sat.", "rejected": "No."},
 ]
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
-    """Each family's checkpoint directory, written once per test session."""
-    root = tmp_path_factory.mktemp("families")
-    return {name: write_family(name, root / name) for name in NAMES}
 
 
 def sft_data(folder, tmp_path) -> SFTDataModule:
@@ -70,11 +63,11 @@ def template_ids(tokenizer, messages, add_generation_prompt=False) -> list[int]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_chat_template_is_applied_as_the_tokenizer_does(name, checkpoints, tmp_path):
+def test_chat_template_is_applied_as_the_tokenizer_does(name, tmp_path_factory, tmp_path):
     """SFT and preference prompts are the tokenizer's own `apply_chat_template` ids; the response ends with eos,
     which ends the turn in these tokenizers, so a conversation differs from the template's at most by what the
     template writes after the turn (a newline)."""
-    data = sft_data(checkpoints[name], tmp_path)
+    data = sft_data(family_checkpoint(name, tmp_path_factory), tmp_path)
     tokenizer = data.tokenizer
     for chat, sample in zip(CHATS, data.load("train")):
         prompt = template_ids(tokenizer, chat[:-1], add_generation_prompt=True)
@@ -83,7 +76,7 @@ def test_chat_template_is_applied_as_the_tokenizer_does(name, checkpoints, tmp_p
         assert sample["input_ids"][:len(prompt)] == prompt
         assert sample["input_ids"] + turn_end == full
         assert sample["labels"][len(prompt) - 1] == -100 and sample["labels"][len(prompt)] == full[len(prompt)]
-    pairs = pair_data(checkpoints[name], tmp_path).load("train")
+    pairs = pair_data(family_checkpoint(name, tmp_path_factory), tmp_path).load("train")
     for pair, sample in zip(PAIRS, pairs):
         prompt = template_ids(tokenizer, pair["prompt"], add_generation_prompt=True)
         assert sample["chosen_input_ids"][:len(prompt)] == prompt
@@ -91,9 +84,10 @@ def test_chat_template_is_applied_as_the_tokenizer_does(name, checkpoints, tmp_p
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_sft_step_trains(name, checkpoints, tmp_path):
-    data = sft_data(checkpoints[name], tmp_path)
-    module = build(CausalLM, checkpoints[name], data)
+def test_sft_step_trains(name, tmp_path_factory, tmp_path):
+    folder = family_checkpoint(name, tmp_path_factory)
+    data = sft_data(folder, tmp_path)
+    module = build(CausalLM, folder, data)
     batch = next(iter(data.train_dataloader()))
     loss = module.training_step(batch, 0)
     loss.backward()
@@ -102,10 +96,11 @@ def test_sft_step_trains(name, checkpoints, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_dpo_nll_step_shared_prompt_equals_concatenated(name, checkpoints, tmp_path):
+def test_dpo_nll_step_shared_prompt_equals_concatenated(name, tmp_path_factory, tmp_path):
     """Whichever forward the module picks, the log-probs are those of the plain 2B-row forward."""
-    data = pair_data(checkpoints[name], tmp_path)
-    module = build(DPONLL, checkpoints[name], data)
+    folder = family_checkpoint(name, tmp_path_factory)
+    data = pair_data(folder, tmp_path)
+    module = build(DPONLL, folder, data)
     batch = next(iter(data.train_dataloader()))
     shared = module.pair_logprobs(module.model, batch)
     module.shared_prompt = False
@@ -135,8 +130,8 @@ REFUSED = {("gemma2", "CoPE"): "soft-caps"}
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("plugin", [CoPE(npos_max=8), NoPE(), Absolute()], ids=["CoPE", "NoPE", "Absolute"])
-def test_position_plugins_attach_or_refuse_by_name(name, plugin, checkpoints):
-    model, tokenizer = family_model(checkpoints[name])
+def test_position_plugins_attach_or_refuse_by_name(name, plugin, tmp_path_factory):
+    model, tokenizer = family_model(family_checkpoint(name, tmp_path_factory))
     ids = torch.tensor([tokenizer("The cat sat on a mat and ran to the dog.")["input_ids"]])
     before = model(ids).logits
     refusal = REFUSED.get((name, type(plugin).__name__))
@@ -159,9 +154,10 @@ def test_position_plugins_attach_or_refuse_by_name(name, plugin, checkpoints):
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if (n, "CoPE") not in REFUSED])
-def test_cope_dpo_step_shared_equals_concatenated(name, checkpoints, tmp_path):
-    data = pair_data(checkpoints[name], tmp_path)
-    module = build(DPONLL, checkpoints[name], data, position=CoPE(npos_max=8))
+def test_cope_dpo_step_shared_equals_concatenated(name, tmp_path_factory, tmp_path):
+    folder = family_checkpoint(name, tmp_path_factory)
+    data = pair_data(folder, tmp_path)
+    module = build(DPONLL, folder, data, position=CoPE(npos_max=8))
     with torch.no_grad():  # a non-zero table, so the positions matter
         for layer in module.model.modules():
             if hasattr(layer, "cope"):
@@ -190,9 +186,10 @@ def trained_checkpoint(cls, folder, data, path, **kwargs):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_export_loads_in_plain_transformers_with_equal_logits(name, checkpoints, tmp_path):
-    data = sft_data(checkpoints[name], tmp_path)
-    module = trained_checkpoint(CausalLM, checkpoints[name], data, tmp_path / "last.ckpt")
+def test_export_loads_in_plain_transformers_with_equal_logits(name, tmp_path_factory, tmp_path):
+    folder = family_checkpoint(name, tmp_path_factory)
+    data = sft_data(folder, tmp_path)
+    module = trained_checkpoint(CausalLM, folder, data, tmp_path / "last.ckpt")
     out = export(tmp_path / "last.ckpt", tmp_path / "export")
     loaded = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
     assert type(loaded) is type(module.model)
@@ -207,9 +204,10 @@ def test_export_loads_in_plain_transformers_with_equal_logits(name, checkpoints,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in NAMES if (n, "CoPE") not in REFUSED])
-def test_cope_export_reloads_through_local_checkpoint(name, checkpoints, tmp_path):
-    data = sft_data(checkpoints[name], tmp_path)
-    module = trained_checkpoint(CoPELM, checkpoints[name], data, tmp_path / "last.ckpt", position=CoPE(npos_max=8))
+def test_cope_export_reloads_through_local_checkpoint(name, tmp_path_factory, tmp_path):
+    folder = family_checkpoint(name, tmp_path_factory)
+    data = sft_data(folder, tmp_path)
+    module = trained_checkpoint(CoPELM, folder, data, tmp_path / "last.ckpt", position=CoPE(npos_max=8))
     out = export(tmp_path / "last.ckpt", tmp_path / "export")
     loaded = LocalCheckpoint(str(out)).build(len(data.tokenizer), data.tokenizer.pad_token_id, None, None).eval()
     ids = next(iter(data.train_dataloader()))["input_ids"]
