@@ -1,13 +1,15 @@
-"""The base every litforge datamodule shares: tokenizer, splits, a resumable seeded shuffle and padding."""
+"""The base every litforge datamodule shares (tokenizer, splits, a resumable seeded shuffle and padding), and the
+arguments of the ones that read files or `datasets` (`FromSource`, see `litforge.sources`)."""
 
 from __future__ import annotations
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from litforge.data import Collator, Sample
 from litforge.errors import ConfigError
 from litforge.sampling import ResumableDataLoader, ResumableSampler
+from litforge.sources import DataSource, StreamingDataLoader, code_fingerprint, tokenizer_fingerprint
 from litforge.tokenizer import load_tokenizer
 
 Split = list[Sample] | dict[str, list[Sample]]
@@ -62,12 +64,28 @@ class LMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """This rank's shard of the training samples in a seeded, resumable shuffle (see `litforge.sampling`)."""
         data = self.splits["train"]
+        if isinstance(data, IterableDataset):
+            return self._streaming_loader(data)
         if self.trainer is not None and self.trainer.overfit_batches:  # debug mode: the first batches, in order
             return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)
         shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None  # None: one process
         sampler = ResumableSampler(data, seed=self.seed, **(shard or {}))
         return ResumableDataLoader(data, sampler, batch_size=self.batch_size, collate_fn=self.collate,
                                    num_workers=self.num_workers)
+
+    def _streaming_loader(self, data: IterableDataset) -> DataLoader:
+        """The training loader of a streamed split: one process, no worker processes (see `StreamingDataLoader`)."""
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if (shard or {}).get("num_replicas", 1) > 1:
+            raise ConfigError("streaming", "a streamed split trains on one process only (ranks given unequal shards "
+                                           "by split_dataset_by_node would hang DDP at the end of an epoch); set "
+                                           "streaming: false: a non-streamed split stays memory-mapped Arrow on "
+                                           "disk, so a set larger than memory still trains")
+        if self.num_workers:
+            raise ConfigError("num_workers", "must be 0 with streaming: true (the resume point counts the batches "
+                                             "handed out in stream order)")
+        return StreamingDataLoader(data, seed=self.seed, buffer_size=self.shuffle_buffer, batch_size=self.batch_size,
+                                   collate_fn=self.collate)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_loaders("val")
@@ -88,9 +106,46 @@ class LMDataModule(L.LightningDataModule):
         shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         ranks = (shard or {}).get("num_replicas", 1) if metrics else 1
         for name, samples in zip(self.names(split), sets):
-            if len(samples) < ranks:  # a rank holding only padding repeats would log nothing for the set
+            if not isinstance(samples, IterableDataset) and len(samples) < ranks:  # a rank holding only padding repeats would log nothing for the set
                 raise ConfigError("data", f"the {split} set {name or split!r} has {len(samples)} samples, fewer than "
                                           f"the {ranks} processes that share it")
         loaders = [DataLoader(samples, batch_size=self.val_batch_size, shuffle=False, collate_fn=self.collate,
                               num_workers=self.num_workers) for samples in sets]
         return loaders if isinstance(data, dict) else loaders[0]
+
+
+class FromSource:
+    """Mixed in before an `LMDataModule` subclass: its train/val/test rows come from files or `datasets`.
+
+    The subclass reads `self.source` (`litforge.sources.DataSource`): `read(split)` gives JSONL Records (checked line
+    by line) or a `datasets` split, and `tokenize` maps a split through the subclass's encoder with a cache.
+
+    Args:
+        train_path: training rows: a JSONL file; a .json, .parquet, .arrow or .csv file; a folder written by
+            `save_to_disk`; or a hub name (`owner/name`, where a network is there).
+        val_path: validation rows, the same kinds (optional).
+        test_path: test rows, the same kinds (optional).
+        splits: the split of each source to read, by litforge split, e.g. {train: train_prefs, val: test_prefs}
+            (default: the source's only split, else train / validation / test).
+        columns: the column holding each field litforge reads, e.g. {prompt: question, response: answer}.
+        streaming: read `datasets` sources lazily as they train (one process, num_workers 0; give the trainer
+            max_steps, as a stream has no length).
+        shuffle_buffer: samples in the shuffle buffer of a streamed training split.
+        subset: the configuration name of a hub data set.
+        cache_dir: where `datasets` keeps Arrow copies and tokenized caches (None: HF_DATASETS_CACHE).
+        **kwargs: see the datamodule this is mixed into.
+    """
+
+    def __init__(self, train_path: str, val_path: str | None = None, test_path: str | None = None,
+                 splits: dict[str, str] | None = None, columns: dict[str, str] | None = None, streaming: bool = False,
+                 shuffle_buffer: int = 1000, subset: str | None = None, cache_dir: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.source = DataSource({"train": train_path, "val": val_path, "test": test_path}, splits=splits,
+                                 columns=columns, streaming=streaming, subset=subset, cache_dir=cache_dir)
+        self.paths = self.source.paths
+        self.shuffle_buffer = shuffle_buffer
+
+    def encoding(self, **settings) -> dict:
+        """What decides how a row is tokenized besides the row: names the tokenized cache (with the source)."""
+        return {"class": type(self).__qualname__, "code": code_fingerprint(type(self)),
+                "tokenizer": tokenizer_fingerprint(self.tokenizer), "max_length": self.max_length} | settings

@@ -1,4 +1,5 @@
-"""Preference pairs (prompt, chosen, rejected): a base that validates and tokenizes raw pairs, and a JSONL reader.
+"""Preference pairs (prompt, chosen, rejected): a base that validates and tokenizes raw pairs, and a reader of JSONL
+or `datasets` sources in the common layouts (plain, chat, UltraFeedback-binarized, HH-RLHF).
 
 A subclass implements `pairs(split)` returning raw dicts `{"prompt", "chosen", "rejected"}` (str; extra keys are
 allowed and ignored); `load(split)` turns them into samples with `encode_pair`. A batch holds the chosen responses
@@ -13,8 +14,8 @@ from typing import Any
 
 import torch
 
-from litforge.data import IGNORE_INDEX, DataError, Record, Sample, read_jsonl
-from litforge.datamodules.base import LMDataModule
+from litforge.data import IGNORE_INDEX, DataError, Record, Sample
+from litforge.datamodules.base import FromSource, LMDataModule
 from litforge.datamodules.sft import ROLES
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -123,46 +124,62 @@ class PreferenceDataModule(LMDataModule):
         return sample
 
 
-class JSONLPreferenceDataModule(PreferenceDataModule):
-    """Pairs from JSONL: `{"prompt": str, "chosen": str, "rejected": str}`, or chat style.
+class JSONLPreferenceDataModule(FromSource, PreferenceDataModule):
+    """Preference pairs from JSONL or any `datasets` source (`FromSource`), in any of these layouts:
 
-    Chat style: `"prompt"` (or `"messages"`) is a list of `{"role", "content"}` messages, rendered with the
-    tokenizer's chat template and a generation prompt; `"chosen"`/`"rejected"` are strings, an assistant message,
-    or a one-message list holding it.
+    - `{"prompt": str, "chosen": str, "rejected": str}`;
+    - chat prompt: `"prompt"` (or `"messages"`) a list of `{"role", "content"}` messages, rendered with the
+      tokenizer's chat template and a generation prompt; `"chosen"`/`"rejected"` strings, an assistant message,
+      or a one-message list holding it;
+    - full conversations (UltraFeedback-binarized): `"chosen"`/`"rejected"` message lists that share every turn
+      but the last, the assistant's response; the shared turns are the chat prompt (a `"prompt"` string is ignored);
+    - full transcripts (HH-RLHF): no prompt, `"chosen"`/`"rejected"` strings `"\n\nHuman: ... \n\nAssistant: ..."`
+      sharing everything up to their last `assistant_marker`; that prefix is the prompt, the rest the response.
 
     Args:
-        train_path: JSONL training pairs.
-        val_path: JSONL validation pairs (optional).
-        test_path: JSONL test pairs (optional).
-        **kwargs: see `PreferenceDataModule`.
+        assistant_marker: where the last turn starts in a full transcript (HH-RLHF layout).
+        **kwargs: see `FromSource` (train_path, val_path, test_path, splits, columns, streaming, ...) and
+            `PreferenceDataModule`.
     """
 
-    def __init__(self, train_path: str, val_path: str | None = None, test_path: str | None = None, **kwargs):
+    def __init__(self, assistant_marker: str = "\n\nAssistant:", **kwargs):
         super().__init__(**kwargs)
-        self.paths = {"train": train_path, "val": val_path, "test": test_path}
+        self.assistant_marker = assistant_marker
 
     def pairs(self, split):
         if self.paths.get(split) is None:
             return None
-        return [self.to_pair(record) for record in read_jsonl(self.paths[split])]
+        return [self.to_pair(record) for record in self.source.records(split)]
+
+    def load(self, split):
+        if self.paths.get(split) is None or self.source.is_jsonl(split):  # JSONL: validated and tokenized in order
+            return super().load(split)
+        rows = self.source.read(split)
+        fields = ["chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels", "cut", "index"]
+        samples = self.source.tokenize(split, rows, self.encode_batch, fields,
+                                       self.encoding(truncate=self.truncate, marker=self.assistant_marker))
+        if not self.source.streaming:
+            cut = sum(samples["cut"])
+            if cut:
+                warnings.warn(f"{self.paths[split]}: {cut} responses cut to max_length={self.max_length}")
+        return samples.remove_columns("cut")
+
+    def encode_batch(self, records: list[Record]) -> list[Sample]:
+        """Tokenized pairs of `datasets` rows, each keeping its row index (`index`) and whether it was cut."""
+        return [self.encode_pair(self.to_pair(record)) | {"index": record.index} for record in records]
 
     def to_pair(self, record: Record) -> Record:
-        """Render a chat-style record into plain strings (a plain record is returned as it is)."""
+        """Render any layout of the class docstring into a plain pair of strings (a plain pair is returned as is)."""
+        chosen, rejected = record.get("chosen"), record.get("rejected")
+        if isinstance(chosen, list) and len(chosen) > 1:
+            return self.conversation_pair(record)
+        if "prompt" not in record and "messages" not in record and isinstance(chosen, str):
+            return self.transcript_pair(record)
         prompt_field = "messages" if "messages" in record and "prompt" not in record else "prompt"
         if not isinstance(record.get(prompt_field), list):
             return record
-        messages = record[prompt_field]
-        if not messages:
-            raise record.error(prompt_field, "is empty")
-        for index, message in enumerate(messages):
-            where = f"{prompt_field}[{index}]"
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                raise record.error(f"{where}.role", f"expected a message with a role in {sorted(ROLES)}")
-            if not isinstance(message.get("content"), str):
-                raise record.error(f"{where}.content", "missing or not a string")
-        pair = Record(record)
-        pair.path, pair.line = record.path, record.line
-        pair["prompt"] = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        pair = record.located(record)
+        pair["prompt"] = self.render(record, prompt_field, record[prompt_field])
         for field in ("chosen", "rejected"):
             value = record.get(field)
             if isinstance(value, list) and len(value) == 1:
@@ -173,3 +190,51 @@ class JSONLPreferenceDataModule(PreferenceDataModule):
                 value = value["content"]
             pair[field] = value
         return pair
+
+    def conversation_pair(self, record: Record) -> Record:
+        """A pair of full conversations sharing all turns but the last: those turns are the prompt."""
+        chosen, rejected = record["chosen"], record.get("rejected")
+        if not isinstance(rejected, list) or len(rejected) != len(chosen):
+            raise record.error("rejected", f"expected a conversation of {len(chosen)} messages like chosen's")
+        for field, conversation in (("chosen", chosen), ("rejected", rejected)):
+            self.check_messages(record, field, conversation)
+            if conversation[-1]["role"] != "assistant":
+                raise record.error(f"{field}[{len(conversation) - 1}].role", "the last message must be the "
+                                                                              "assistant's")
+        turns = [(m["role"], m["content"]) for m in chosen[:-1]]
+        for index, message in enumerate(rejected[:-1]):
+            if (message["role"], message["content"]) != turns[index]:
+                raise record.error(f"rejected[{index}]", "differs from chosen's; the conversations must share all "
+                                                         "turns but the last")
+        return record.located({"prompt": self.render(record, "chosen", chosen[:-1]),
+                               "chosen": chosen[-1]["content"], "rejected": rejected[-1]["content"]})
+
+    def transcript_pair(self, record: Record) -> Record:
+        """A pair of full transcripts (HH-RLHF): the shared text up to the last assistant marker is the prompt."""
+        chosen, rejected = record["chosen"], record.get_typed("rejected", str)
+        cut = chosen.rfind(self.assistant_marker)
+        if cut < 0:
+            raise record.error("prompt", f"missing, and chosen has no {self.assistant_marker!r} turn to split a "
+                                         "prompt from")
+        prompt = chosen[:cut + len(self.assistant_marker)]
+        if not rejected.startswith(prompt):
+            raise record.error("rejected", f"does not share chosen's transcript up to its last "
+                                           f"{self.assistant_marker!r}")
+        return record.located({"prompt": prompt, "chosen": chosen[len(prompt):], "rejected": rejected[len(prompt):]})
+
+    def render(self, record: Record, field: str, messages: list) -> str:
+        """Checked messages through the tokenizer's chat template, with the generation prompt."""
+        if not messages:
+            raise record.error(field, "is empty")
+        self.check_messages(record, field, messages)
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    @staticmethod
+    def check_messages(record: Record, field: str, messages: list) -> None:
+        """Each message a `{"role", "content"}` object with a known role and string content."""
+        for index, message in enumerate(messages):
+            where = f"{field}[{index}]"
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                raise record.error(f"{where}.role", f"expected a message with a role in {sorted(ROLES)}")
+            if not isinstance(message.get("content"), str):
+                raise record.error(f"{where}.content", "missing or not a string")

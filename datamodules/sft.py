@@ -1,49 +1,63 @@
-"""Supervised fine-tuning data: JSONL prompt/response pairs or chat messages, loss on the response only."""
+"""Supervised fine-tuning data: prompt/response pairs or chat messages, loss on the response only.
+
+Rows come from JSONL or any `datasets` source (`FromSource`; `litforge.sources`).
+"""
 
 from __future__ import annotations
 
 import warnings
 
-from litforge.data import Record, check_length, encode_prompt_response, read_jsonl
-from litforge.datamodules.base import LMDataModule
+from litforge.data import Record, check_length, encode_prompt_response
+from litforge.datamodules.base import FromSource, LMDataModule
 
 ROLES = {"system", "user", "assistant", "tool"}
 
 
-class SFTDataModule(LMDataModule):
-    """SFT on JSONL lines `{"prompt", "response"}` or `{"messages": [{"role", "content"}, ...]}`.
+class SFTDataModule(FromSource, LMDataModule):
+    """SFT on rows `{"prompt", "response"}` or `{"messages": [{"role", "content"}, ...]}`.
 
-    With messages, the conversation up to the last message goes through the tokenizer's chat template and the
-    last message, which must be the assistant's, is the response the loss is taken on.
+    With messages, the conversation up to the last message goes through the tokenizer's chat template with the
+    generation prompt (as `apply_chat_template(messages[:-1], add_generation_prompt=True)` renders it) and the last
+    message, which must be the assistant's, is the response the loss is taken on.
 
     Args:
-        train_path: JSONL training file.
-        val_path: JSONL validation file (optional).
-        test_path: JSONL test file (optional).
         truncate: cut samples longer than `max_length` (with a warning) instead of failing.
-        **kwargs: see `LMDataModule`.
+        **kwargs: see `FromSource` (train_path, val_path, test_path, splits, columns, streaming, ...) and
+            `LMDataModule`.
     """
 
-    def __init__(self, train_path: str, val_path: str | None = None, test_path: str | None = None,
-                 truncate: bool = False, **kwargs):
+    def __init__(self, truncate: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.truncate = truncate
 
     def load(self, split):
-        if self.paths[split] is None:
+        rows = self.source.read(split)
+        if rows is None:
             return None
-        samples, cut = [], 0
-        for record in read_jsonl(self.paths[split]):
-            field = "messages" if "messages" in record else "response"
-            encoded = self.encode(record)
-            cut += len(encoded["input_ids"]) > self.max_length
-            sample = check_length(encoded, self.max_length, self.truncate, record, field)
-            if sample is not None:
-                samples.append(sample)
+        if not isinstance(rows, list):  # a `datasets` split
+            samples = self.source.tokenize(split, rows, self.encode_batch, ["input_ids", "labels", "cut"],
+                                           self.encoding(truncate=self.truncate))
+            if self.source.streaming:
+                return samples.remove_columns("cut")
+            cut = sum(samples["cut"]) + len(rows) - len(samples)  # rows dropped were cut to no response token
+            samples = samples.remove_columns("cut")
+        else:
+            samples = self.encode_batch(rows)
+            cut = sum(sample.pop("cut") for sample in samples) + len(rows) - len(samples)
         if cut:
             warnings.warn(f"{self.paths[split]}: {cut} samples cut to max_length={self.max_length} "
                           "(those left with no response token were dropped)")
+        return samples
+
+    def encode_batch(self, records: list[Record]) -> list[dict]:
+        """Tokenize rows, checked against `max_length`: a sample each (marked `cut`), less those cut to nothing."""
+        samples = []
+        for record in records:
+            field = "messages" if "messages" in record else "response"
+            encoded = self.encode(record)
+            sample = check_length(encoded, self.max_length, self.truncate, record, field)
+            if sample is not None:
+                samples.append(sample | {"cut": len(encoded["input_ids"]) > self.max_length})
         return samples
 
     def encode(self, record: Record):

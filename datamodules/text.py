@@ -1,50 +1,62 @@
-"""Plain-text pretraining data: JSONL `{"text"}` files, and a seeded synthetic text source for the quick start."""
+"""Plain-text pretraining data: `{"text"}` rows (JSONL or `datasets`), and seeded synthetic text for the quick start."""
 
 from __future__ import annotations
 
 import random
 import warnings
 
-from litforge.data import check_length, encode_text, pack, read_jsonl
-from litforge.datamodules.base import LMDataModule
+from litforge.data import DataError, Record, check_length, encode_text, pack
+from litforge.datamodules.base import FromSource, LMDataModule
 
 
-class TextDataModule(LMDataModule):
-    """Pretraining on JSONL lines `{"text": "..."}`, packed into full blocks (or one document per sample).
+class TextDataModule(FromSource, LMDataModule):
+    """Pretraining on rows `{"text": "..."}`, packed into full blocks (or one document per sample).
 
     Args:
-        train_path: JSONL file of training documents.
-        val_path: JSONL file of validation documents (optional).
-        test_path: JSONL file of test documents (optional).
         pack: concatenate documents (bos ... eos) and cut into `max_length` blocks; no padding is wasted.
             Without packing each document is one sample and a document longer than `max_length` is an error.
+            A `datasets` source packs within each map batch of 1000 documents (`litforge.sources`, departure 2).
         truncate: without packing, cut over-long documents to `max_length` (with a warning) instead of failing.
-        **kwargs: see `LMDataModule`.
+        **kwargs: see `FromSource` (train_path, val_path, test_path, splits, columns, streaming, ...) and
+            `LMDataModule`.
     """
 
-    def __init__(self, train_path: str, val_path: str | None = None, test_path: str | None = None,
-                 pack: bool = True, truncate: bool = False, **kwargs):
+    def __init__(self, pack: bool = True, truncate: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.pack = pack
         self.truncate = truncate
 
     def load(self, split):
-        if self.paths[split] is None:
+        rows = self.source.read(split)
+        if rows is None:
             return None
-        records = read_jsonl(self.paths[split])
-        documents = [encode_text(self.tokenizer, record.get_text("text")) for record in records]
-        if self.pack:
-            blocks = pack(documents, self.max_length)
-            if not blocks:
-                raise records[0].error(None, f"the whole file holds fewer than max_length={self.max_length} tokens")
-            return blocks
-        samples = [check_length({"input_ids": ids, "labels": list(ids)}, self.max_length, self.truncate, record, "text")
-                   for ids, record in zip(documents, records)]
-        cut = sum(len(ids) > self.max_length for ids in documents)
+        if isinstance(rows, list):
+            samples = self.encode_batch(rows)
+        else:
+            samples = self.source.tokenize(split, rows, self.encode_batch, ["input_ids", "labels", "cut"],
+                                           self.encoding(pack=self.pack, truncate=self.truncate))
+            if self.source.streaming:
+                return samples.remove_columns("cut")
+        if self.pack and not len(samples):
+            message = f"the whole file holds fewer than max_length={self.max_length} tokens"
+            raise rows[0].error(None, message) if isinstance(rows, list) else DataError(
+                self.paths[split], None, None, message, split=self.source.split_names[split])
+        cut = sum(sample["cut"] for sample in samples) if isinstance(samples, list) else sum(samples["cut"])
         if cut:
             warnings.warn(f"{self.paths[split]}: {cut} documents cut to max_length={self.max_length}")
-        return [sample for sample in samples if sample is not None]
+        if isinstance(samples, list):
+            return [{key: sample[key] for key in ("input_ids", "labels")} for sample in samples]
+        return samples.remove_columns("cut")
+
+    def encode_batch(self, records: list[Record]) -> list[dict]:
+        """Documents of rows, packed into blocks or checked against `max_length` one by one (each marked `cut`)."""
+        documents = [encode_text(self.tokenizer, record.get_text("text")) for record in records]
+        if self.pack:
+            return [block | {"cut": False} for block in pack(documents, self.max_length)]
+        samples = [check_length({"input_ids": ids, "labels": list(ids)}, self.max_length, self.truncate, record, "text")
+                   for ids, record in zip(documents, records)]
+        return [sample | {"cut": len(ids) > self.max_length}
+                for ids, sample in zip(documents, samples) if sample is not None]
 
 
 class SyntheticTextDataModule(LMDataModule):

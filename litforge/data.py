@@ -25,30 +25,50 @@ Sample = dict[str, list[int]]  # "input_ids", "labels" and any further per-token
 
 
 class DataError(UserError, ValueError):
-    """Bad input data: names the file, the line and the field, so the user can fix it before training."""
+    """Bad input data: names the file and line (JSONL) or the split and row index (`datasets`), and the field, so the
+    user can fix it before training."""
 
-    def __init__(self, path: str | os.PathLike | None, line: int | None, field: str | None, message: str):
+    def __init__(self, path: str | os.PathLike | None, line: int | None, field: str | None, message: str,
+                 split: str | None = None, index: int | None = None):
         self.path, self.line, self.field, self.message = path, line, field, message
+        self.split, self.index = split, index
         where = str(path) if path is not None else "<data>"
         if line is not None:
             where += f":{line}"
+        if split is not None:
+            where += f": split '{split}'" + (f", index {index}" if index is not None else "")
         if field is not None:
-            where += f": field '{field}'"
+            where += f": {'column' if split is not None else 'field'} '{field}'"
         super().__init__(f"{where}: {message}")
 
     def __reduce__(self):  # pickled whole (a worker process hands it to its parent), not from `args`
-        return type(self), (self.path, self.line, self.field, self.message)
+        return type(self), (self.path, self.line, self.field, self.message, self.split, self.index)
 
 
 class Record(dict):
-    """One parsed JSONL object that remembers where it came from, so later checks can name file and line."""
+    """One row that remembers where it came from, so later checks can name it: a JSONL line (file and line) or a
+    `datasets` row (source, split and index). `columns` maps the fields litforge reads to the names the data gives
+    them (a `columns:` mapping in YAML), so errors name the user's column."""
 
     path: str
-    line: int
+    line: int | None = None
+    split: str | None = None
+    index: int | None = None
+    columns: dict[str, str] = {}
 
     def error(self, field: str | None, message: str) -> DataError:
         """A DataError pointing at this record."""
-        return DataError(self.path, self.line, field, message)
+        if field is not None:
+            head = re.match(r"[^\[.]*", field).group()
+            field = self.columns.get(head, head) + field[len(head):]
+        return DataError(self.path, self.line, field, message, split=self.split, index=self.index)
+
+    def located(self, values: dict) -> Record:
+        """A new record of `values` at this record's place (a row rewritten into litforge's fields)."""
+        record = Record(values)
+        record.path, record.line, record.split, record.index = self.path, self.line, self.split, self.index
+        record.columns = self.columns
+        return record
 
     def get_typed(self, field: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
         """The value of `field`, checked to be of `kind`; a missing or mistyped field raises DataError."""

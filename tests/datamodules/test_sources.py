@@ -1,0 +1,256 @@
+"""Rows through Hugging Face `datasets`: every file kind and layout, column mapping, chat templates, the tokenized cache,
+bad rows named by split, index and column, and streaming with an exact resume."""
+
+import json
+import os
+
+import datasets
+import pytest
+from torch.utils.data import IterableDataset
+
+from litforge.data import IGNORE_INDEX, DataError
+from litforge.datamodules import JSONLPreferenceDataModule, SFTDataModule, TextDataModule
+from litforge.errors import ConfigError
+from litforge.tokenizer import byte_level_tokenizer
+
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def write(path, rows):
+    """`rows` in the file kind its suffix names (a folder: save_to_disk of a DatasetDict of them)."""
+    path = str(path)
+    if path.endswith(".jsonl"):
+        with open(path, "w") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    elif path.endswith(".json"):
+        with open(path, "w") as handle:
+            json.dump(rows, handle)
+    elif path.endswith(".parquet"):
+        datasets.Dataset.from_list(rows).to_parquet(path)
+    elif path.endswith(".csv"):
+        datasets.Dataset.from_list(rows).to_csv(path, index=False)
+    else:
+        datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
+                              "test": datasets.Dataset.from_list(rows[:1])}).save_to_disk(path)
+    return path
+
+
+def labelled(tokenizer, labels):
+    """The text the loss is taken on."""
+    return tokenizer.decode([token for token in labels if token != IGNORE_INDEX])
+
+
+QA = [{"question": "2+2=", "answer": "4"}, {"question": "hi", "answer": "yo"}]
+
+
+@pytest.mark.parametrize("name", ["s.parquet", "s.csv", "s.json", "saved"])
+def test_sft_reads_every_file_kind_through_the_column_mapping_as_jsonl_does(tmp_path, name):
+    expected = SFTDataModule(train_path=write(tmp_path / "s.jsonl", [{"prompt": r["question"], "response": r["answer"]}
+                                                                      for r in QA]), max_length=64)
+    expected.setup("fit")
+    data = SFTDataModule(train_path=write(tmp_path / name, QA), columns={"prompt": "question", "response": "answer"},
+                         cache_dir=str(tmp_path / "cache"), max_length=64)
+    data.setup("fit")
+    assert isinstance(data.splits["train"], datasets.Dataset)
+    assert list(data.splits["train"]) == expected.splits["train"]
+    assert data.splits["train"][0]["labels"] == [IGNORE_INDEX] * 5 + [ord("4"), data.tokenizer.eos_token_id]
+    batch = next(iter(data.train_dataloader()))
+    assert batch["input_ids"].shape == (2, 7) and batch["attention_mask"].sum() == 7 + 6  # bos 2+2= 4 eos, bos hi yo eos
+
+
+def test_splits_of_a_saved_dataset_default_by_name_and_map_by_yaml(tmp_path):
+    path = write(tmp_path / "saved", QA)  # splits train (2 rows) and test (1 row)
+    data = SFTDataModule(train_path=path, test_path=path, columns={"prompt": "question", "response": "answer"})
+    data.setup("test")
+    assert len(data.splits["test"]) == 1
+    data = SFTDataModule(train_path=path, val_path=path, splits={"val": "test"},
+                         columns={"prompt": "question", "response": "answer"})
+    data.setup("fit")
+    assert (len(data.splits["train"]), len(data.splits["val"])) == (2, 1)
+    with pytest.raises(DataError, match=r"has splits \['train', 'test'\], none named validation or val"):
+        SFTDataModule(train_path=path, val_path=path, columns={"prompt": "question", "response": "answer"}).setup("fit")
+    with pytest.raises(DataError, match=r"has no split 'dev' \(it has \['train', 'test'\]\)"):
+        SFTDataModule(train_path=path, splits={"train": "dev"}).setup("fit")
+    with pytest.raises(ConfigError, match="splits"):
+        SFTDataModule(train_path=path, splits={"validation": "test"})
+
+
+def test_slices_of_one_file_serve_train_and_val(tmp_path):
+    path = write(tmp_path / "s.parquet", QA * 5)
+    data = SFTDataModule(train_path=path, val_path=path, splits={"train": "train[:8]", "val": "train[8:]"},
+                         columns={"prompt": "question", "response": "answer"}, cache_dir=str(tmp_path / "c"))
+    data.setup("fit")
+    assert (len(data.splits["train"]), len(data.splits["val"])) == (8, 2)
+
+
+def test_chat_messages_render_exactly_as_the_tokenizers_apply_chat_template(tmp_path):
+    tokenizer = byte_level_tokenizer()
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(tmp_path / "tok")
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "4"}]
+    data = SFTDataModule(train_path=write(tmp_path / "m.parquet", [{"messages": messages}]),
+                         tokenizer=str(tmp_path / "tok"), cache_dir=str(tmp_path / "cache"), max_length=128)
+    data.setup("fit")
+    sample = data.splits["train"][0]
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True)
+    prompt = prompt if isinstance(prompt, list) else prompt["input_ids"]  # transformers 5 returns an encoding
+    assert sample["input_ids"] == list(prompt) + [ord("4"), tokenizer.eos_token_id]
+    whole = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert whole.startswith(tokenizer.decode(sample["input_ids"][:-1]))  # the template's own rendering, to the answer
+    assert labelled(tokenizer, sample["labels"]) == "4<|eos|>"
+
+
+ULTRAFEEDBACK = [{"prompt": "2+2?",
+                  "chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+                  "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]}]
+HH = [{"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 4",
+       "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: five"}]
+
+
+@pytest.mark.parametrize("name", ["p.parquet", "p.json", "saved"])
+def test_ultrafeedback_conversations_share_their_turns_as_the_prompt(tmp_path, name):
+    data = JSONLPreferenceDataModule(train_path=write(tmp_path / name, ULTRAFEEDBACK), max_length=64,
+                                     cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    sample = data.splits["train"][0]
+    tok = data.tokenizer
+    prompt = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], add_generation_prompt=True,
+                                     tokenize=False)
+    assert tok.decode(sample["chosen_input_ids"]) == prompt + "4<|eos|>"
+    assert tok.decode(sample["rejected_input_ids"]) == prompt + "5<|eos|>"
+    assert labelled(tok, sample["chosen_labels"]) == "4<|eos|>" and sample["index"] == 0
+    batch = data.collate([sample])
+    assert batch["input_ids"].shape[0] == 2 and batch["index"].tolist() == [0]
+
+
+def test_hh_transcripts_split_at_the_last_assistant_turn(tmp_path):
+    data = JSONLPreferenceDataModule(train_path=write(tmp_path / "hh.jsonl", HH), max_length=128)
+    data.setup("fit")
+    sample = data.splits["train"][0]
+    tok = data.tokenizer
+    prefix = "<|bos|>\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant:"
+    assert tok.decode(sample["chosen_input_ids"]) == prefix + " 4<|eos|>"
+    assert labelled(tok, sample["rejected_labels"]) == " five<|eos|>"
+    pairs = JSONLPreferenceDataModule(train_path=write(tmp_path / "hh.csv", HH)).pairs("train")
+    assert pairs == [{"prompt": prefix[7:], "chosen": " 4", "rejected": " five"}]
+
+
+def test_plain_pairs_from_csv_with_mapped_columns_match_jsonl(tmp_path):
+    rows = [{"q": "1+1=", "good": "2", "bad": "three"}, {"q": "hi", "good": "hello", "bad": "go"}]
+    jsonl = JSONLPreferenceDataModule(train_path=write(tmp_path / "p.jsonl", [
+        {"prompt": r["q"], "chosen": r["good"], "rejected": r["bad"]} for r in rows]), max_length=32)
+    csv = JSONLPreferenceDataModule(train_path=write(tmp_path / "p.csv", rows), max_length=32,
+                                    columns={"prompt": "q", "chosen": "good", "rejected": "bad"},
+                                    cache_dir=str(tmp_path / "cache"))
+    jsonl.setup("fit"), csv.setup("fit")
+    assert list(csv.splits["train"]) == jsonl.splits["train"]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([QA[0], {"question": "x", "answer": "  "}], r"s.parquet: split 'train', index 1: column 'answer': is empty"),
+    ([QA[0], {"question": "x", "answer": None}], r"index 1: column 'answer': expected str, got NoneType"),
+])
+def test_a_bad_row_names_its_split_index_and_column(tmp_path, rows, message):
+    data = SFTDataModule(train_path=write(tmp_path / "s.parquet", rows), cache_dir=str(tmp_path / "cache"),
+                         columns={"prompt": "question", "response": "answer"})
+    with pytest.raises(DataError, match=message) as caught:
+        data.setup("fit")
+    assert (caught.value.split, caught.value.index, caught.value.field) == ("train", 1, "answer")
+
+
+def test_bad_preference_rows_name_the_turn(tmp_path):
+    rejected = [{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "5"}]
+    path = write(tmp_path / "p.parquet", ULTRAFEEDBACK + [ULTRAFEEDBACK[0] | {"rejected": rejected}])
+    with pytest.raises(DataError, match=r"split 'train', index 1: column 'rejected\[0\]': differs from chosen's"):
+        JSONLPreferenceDataModule(train_path=path, cache_dir=str(tmp_path / "cache")).setup("fit")
+    path = write(tmp_path / "hh.jsonl", [{"chosen": "no turns", "rejected": "b"}])
+    with pytest.raises(DataError, match=r"hh.jsonl:1: field 'prompt': missing, and chosen has no"):
+        JSONLPreferenceDataModule(train_path=path).setup("fit")
+
+
+class CountingSFT(SFTDataModule):
+    """Counts the rows it tokenizes."""
+
+    encoded = 0
+
+    def encode(self, record):
+        CountingSFT.encoded += 1
+        return super().encode(record)
+
+
+def test_a_second_run_reads_the_tokenized_cache_instead_of_tokenizing(tmp_path):
+    path = write(tmp_path / "s.parquet", QA * 3)
+    settings = dict(train_path=path, columns={"prompt": "question", "response": "answer"},
+                    cache_dir=str(tmp_path / "cache"), max_length=64)
+    first = CountingSFT(**settings)
+    first.setup("fit")
+    assert CountingSFT.encoded == 6
+    files = first.splits["train"].cache_files
+    stamps = {f["filename"]: os.stat(f["filename"]).st_mtime_ns for f in files}
+    second = CountingSFT(**settings)
+    second.setup("fit")
+    assert CountingSFT.encoded == 6  # nothing tokenized again
+    assert second.splits["train"].cache_files == files
+    assert {f: os.stat(f).st_mtime_ns for f in stamps} == stamps
+    assert list(second.splits["train"]) == list(first.splits["train"])
+    CountingSFT(**settings | {"max_length": 63}).setup("fit")  # another setting: tokenized anew
+    assert CountingSFT.encoded == 12
+
+
+def test_text_from_parquet_packs_like_jsonl(tmp_path):
+    rows = [{"body": "hello world " * 10}] * 5
+    jsonl = TextDataModule(train_path=write(tmp_path / "t.jsonl", [{"text": r["body"]} for r in rows]), max_length=16)
+    parquet = TextDataModule(train_path=write(tmp_path / "t.parquet", rows), columns={"text": "body"}, max_length=16,
+                             cache_dir=str(tmp_path / "cache"))
+    jsonl.setup("fit"), parquet.setup("fit")
+    assert list(parquet.splits["train"]) == jsonl.splits["train"] and len(jsonl.splits["train"]) == 38
+    with pytest.raises(DataError, match=r"split 'train': the whole file holds fewer than max_length=4096"):
+        TextDataModule(train_path=write(tmp_path / "t.parquet", rows), columns={"text": "body"}, max_length=4096,
+                       cache_dir=str(tmp_path / "cache")).setup("fit")
+
+
+def test_missing_sources_and_an_offline_hub_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"nope.parquet: file not found"):
+        SFTDataModule(train_path=str(tmp_path / "nope.parquet")).setup("fit")
+    with pytest.raises(DataError, match=r"^owner/name: not a local file or folder, and the hub is offline"):
+        SFTDataModule(train_path="owner/name", cache_dir=str(tmp_path / "cache")).setup("fit")
+    with pytest.raises(DataError, match=r"is a directory with no data files"):
+        SFTDataModule(train_path=str(tmp_path)).setup("fit")
+
+
+def test_streaming_resumes_at_the_exact_next_batch(tmp_path):
+    rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(10)]
+    settings = dict(train_path=write(tmp_path / "s.jsonl", rows), streaming=True, shuffle_buffer=4, batch_size=3,
+                    cache_dir=str(tmp_path / "cache"), max_length=32)
+    data = SFTDataModule(**settings)
+    data.setup("fit")
+    assert isinstance(data.splits["train"], IterableDataset)
+    loader = data.train_dataloader()
+    epoch0 = [batch["input_ids"].tolist() for batch in loader]
+    epoch1 = [batch["input_ids"].tolist() for batch in loader]
+    assert [len(b) for b in epoch0] == [3, 3, 3, 1] and epoch0 != epoch1  # a new shuffle each epoch
+    texts = sorted(data.tokenizer.decode(ids[1:3]) for batch in epoch0 for ids in batch)
+    assert texts == sorted(f"q{i}" for i in range(10))
+    again = SFTDataModule(**settings)
+    again.setup("fit")
+    resumed = again.train_dataloader()
+    interrupted = iter(resumed)
+    assert [next(interrupted)["input_ids"].tolist() for _ in range(2)] == epoch0[:2]
+    state = resumed.state_dict()
+    assert state == {"epoch": 0, "position": 6}
+    fresh = SFTDataModule(**settings)
+    fresh.setup("fit")
+    loader = fresh.train_dataloader()
+    loader.load_state_dict(state)
+    assert [batch["input_ids"].tolist() for batch in loader] == epoch0[2:]
+    assert [batch["input_ids"].tolist() for batch in loader] == epoch1
+
+
+def test_streaming_refuses_what_it_cannot_resume(tmp_path):
+    data = SFTDataModule(train_path=write(tmp_path / "s.jsonl", QA), streaming=True, num_workers=1,
+                         cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    with pytest.raises(ConfigError, match="num_workers"):
+        data.train_dataloader()
