@@ -254,3 +254,24 @@ def test_streaming_refuses_what_it_cannot_resume(tmp_path):
     data.setup("fit")
     with pytest.raises(ConfigError, match="num_workers"):
         data.train_dataloader()
+
+
+@pytest.mark.slow
+def test_cli_fits_dpo_nll_on_a_parquet_preference_file(tmp_path):
+    from helpers import run_litforge, tiny_run_config, write_yaml
+
+    rows = [{"question": f"{a}+{a}=", "good": str(2 * a), "bad": str(2 * a + 1)} for a in range(12)]
+    path = write(tmp_path / "pairs.parquet", rows)
+    config = tiny_run_config(tmp_path / "run", max_steps=4)
+    config["trainer"]["callbacks"] = config["trainer"]["callbacks"][:1]
+    config["model"] = {"class_path": "DPONLL", "init_args": config["model"]["init_args"] | {
+        "beta": 0.1, "alpha": 1.0, "reference": {"class_path": "FrozenCopy"}}}
+    config["data"] = {"class_path": "JSONLPreferenceDataModule", "init_args": {
+        "train_path": path, "val_path": path, "splits": {"train": "train[:8]", "val": "train[8:]"},
+        "columns": {"prompt": "question", "chosen": "good", "rejected": "bad"},
+        "cache_dir": str(tmp_path / "cache"), "max_length": 32, "batch_size": 4}}
+    result = run_litforge(["fit", "--config", str(write_yaml(tmp_path / "fit.yaml", config))])
+    assert "tokenizing" in result.stderr
+    metrics = (tmp_path / "run" / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "val/reward_accuracy" in metrics and "train/nll" in metrics
+    assert list((tmp_path / "cache").rglob("cache-*.arrow"))  # the tokenized splits, for the next run
