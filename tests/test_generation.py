@@ -78,3 +78,25 @@ def test_shards_are_disjoint_and_cover_everything(tiny_model, tokenizer):
     prompts = [f"{i}+{i}=" for i in range(7)]
     shards = [shard(prompts, rank, 3) for rank in range(3)]
     assert sorted(i for part in shards for i in part) == list(range(7))
+
+
+def test_continuation_logprobs_sum_the_continuation_tokens_batched_and_by_hand(tokenizer):
+    import math
+
+    import pytest
+    from tool_helpers import HIDDEN, bigram_llama
+
+    from litforge.generation import continuation_logprobs
+
+    model = bigram_llama(tokenizer, {":": {" ": 5.0}, " ": {"a": 3.0, "c": 2.0}, "a": {"b": 5.0}})
+    prompts, continuations = ["Tool:", "a longer prompt Tool:", "x:", "Tool:"], [" ab", " c", "", " ab"]
+    batched = continuation_logprobs(model, tokenizer, prompts, continuations, batch_size=3)
+    single = [continuation_logprobs(model, tokenizer, [p], [c])[0] for p, c in zip(prompts, continuations)]
+    assert batched == pytest.approx(single, abs=1e-5) and batched[2] == 0.0 and batched[0] == batched[3]
+    # the final RMSNorm scales a one-hot state by s = 1 / sqrt(1/HIDDEN + eps); V - k tokens keep logit 0
+    s, vocab = 1 / math.sqrt(1 / HIDDEN + 1e-6), len(tokenizer)
+    space = 5 * s - math.log(math.exp(5 * s) + vocab - 1)
+    a = 3 * s - math.log(math.exp(3 * s) + math.exp(2 * s) + vocab - 2)
+    c = 2 * s - math.log(math.exp(3 * s) + math.exp(2 * s) + vocab - 2)
+    b = 5 * s - math.log(math.exp(5 * s) + vocab - 1)
+    assert batched[0] == pytest.approx(space + a + b, abs=1e-3) and batched[1] == pytest.approx(space + c, abs=1e-3)

@@ -1,0 +1,81 @@
+"""The synthetic tool task: the library and its unseen tools, SFT rows on seen tools only, evaluation inputs, the
+ToolSelect CSV round trip, and the datamodules serving them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from litforge.datamodules.tool_data import (ToolEvalDataModule, ToolSelectDataModule, ToolSFTDataModule,
+                                           evaluation_inputs)
+from litforge.datamodules.tool_tasks import SKILLS, TOPICS, ToolTask, toolselect_csv
+from litforge.plugins.tools import DirectSelection, ReasoningSelection, read_toolselect_csv
+
+
+@pytest.fixture(scope="module")
+def task():
+    return ToolTask()
+
+
+def test_whole_families_and_one_sibling_per_seen_family_are_unseen(task):
+    assert (len(task.library), len(task.seen), len(task.unseen)) == (60, 40, 20)
+    held = [sum(tool.family == topic for tool in task.unseen) for topic in TOPICS]
+    assert held == [1] * (len(TOPICS) - 2) + [6, 6]
+    assert ToolTask().library.tools == task.library.tools  # the library seed fixes names and held-out siblings
+
+
+def test_sft_rows_never_show_an_unseen_tool_and_parse_back_to_the_gold(task):
+    rows = task.sft_rows(400, random.Random(0))
+    assert {row["skill"] for row in rows} == set(SKILLS)
+    unseen = [tool.name for tool in task.unseen]
+    for row in rows:
+        text = row["prompt"] + row["response"]
+        assert not any(f"{name}:" in text or f" {name}" in text for name in unseen)
+    reason = next(row for row in rows if row["skill"] == "reason")
+    select = next(row for row in rows if row["skill"] == "select")
+    assert ReasoningSelection().parse(reason["response"]) == DirectSelection().parse(reason["response"].split()[-1])
+    assert DirectSelection().parse(select["response"]) in select["prompt"]
+
+
+def test_evaluation_inputs_split_seen_from_unseen_gold_tools(task):
+    inputs = evaluation_inputs(task, 30, 30, seed=0)
+    unseen = {tool.name for tool in task.unseen}
+    assert all(item["label"] not in unseen for item in inputs["seen"])
+    assert all(item["label"] in unseen for item in inputs["unseen"])
+    for item in inputs["seen"] + inputs["unseen"]:
+        assert [tool.name for tool in item["candidates"]].count(item["label"]) == 1 and len(item["candidates"]) == 4
+        place = next(iter(item["arguments"].values()))
+        assert place in item["question"]
+    assert evaluation_inputs(task, 30, 30, seed=0)["seen"][0]["question"] == inputs["seen"][0]["question"]
+
+
+def test_toolselect_csv_round_trips(task, tmp_path):
+    items = evaluation_inputs(task, 5, 5, seed=1)["unseen"]
+    path = tmp_path / "select.csv"
+    path.write_text(toolselect_csv(items))
+    read = read_toolselect_csv(path)
+    assert [(r["question"], r["label"], r["arguments"]) for r in read] == \
+        [(i["question"], i["label"], i["arguments"]) for i in items]
+    assert [t.description for t in read[0]["candidates"]] == [t.description for t in items[0]["candidates"]]
+    data = ToolSelectDataModule(str(path), batch_size=2)
+    data.setup("validate")
+    assert len(data.splits["val"]) == 5 and next(iter(data.val_dataloader()))[0]["label"] == items[0]["label"]
+
+
+def test_the_sft_datamodule_drops_rows_about_evaluation_requests(task):
+    data = ToolSFTDataModule(task, num_train=300, num_seen=200, num_unseen=10, task_seed=0)
+    held = {item["question"] for item in evaluation_inputs(task, 200, 10, 0)["seen"]}
+    rows = data.rows("train")
+    assert rows and not any(row["question"] in held for row in rows)
+    assert len(task.sft_rows(300, random.Random(3))) == 300 > len(rows)  # some were dropped
+    data.setup("fit")
+    assert len(data.splits["train"]) == len(rows)
+
+
+def test_the_evaluation_datamodule_names_its_two_sets(task):
+    data = ToolEvalDataModule(task, num_seen=3, num_unseen=2, batch_size=2)
+    data.setup("validate")
+    assert data.names("val") == ["seen", "unseen"]
+    seen, unseen = data.val_dataloader()
+    assert [len(batch) for batch in seen] == [2, 1] and isinstance(next(iter(unseen)), list)
