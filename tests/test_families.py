@@ -6,6 +6,7 @@ as `apply_chat_template` does."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -214,3 +215,54 @@ def test_cope_export_reloads_through_local_checkpoint(name, tmp_path_factory, tm
     module.model.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, module.model(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_greedy_generation_is_the_same_batched_alone_and_without_cache(name, tmp_path_factory):
+    """The KV-cache generator the iterative objectives and judges use: left padding, sliding windows (Gemma 2's
+    binds here) and each family's cache give the tokens of a plain recomputation, one prompt at a time."""
+    from litforge.generation import generate
+
+    model, tokenizer = family_model(family_checkpoint(name, tmp_path_factory))
+    prompts = ["The cat sat on a mat and ran to the dog because", "Why"]
+    batched = generate(model, tokenizer, prompts, max_new_tokens=10, temperature=0).token_ids
+    alone = [generate(model, tokenizer, [prompt], max_new_tokens=10, temperature=0, use_cache=False).token_ids[0]
+             for prompt in prompts]
+    assert batched == alone and all(len(ids[0]) > 0 for ids in batched)
+
+
+def test_cope_reads_the_sliding_window_of_each_layer(tmp_path_factory):
+    """Gemma 3 with two sliding layers of window 4: a token sees 2 x 3 tokens back, so with CoPE (no position ids)
+    the last token's logits are those of the last 7 tokens alone."""
+    folder = family_checkpoint("gemma3", tmp_path_factory)
+    model = AutoModelForCausalLM.from_pretrained(folder, sliding_window=4,
+                                                 layer_types=["sliding_attention", "sliding_attention"])
+    CoPE(npos_max=8).attach(model)
+    with torch.no_grad():
+        for layer in model.modules():
+            if hasattr(layer, "cope"):
+                layer.cope.pos_emb.normal_()
+        tokenizer = load_tokenizer(folder)
+        ids = torch.tensor([tokenizer("The cat sat on a mat and ran to the dog because")["input_ids"]])
+        assert ids.size(1) > 8
+        full, last = model(ids).logits[0, -1], model(ids[:, -7:]).logits[0, -1]
+        torch.testing.assert_close(full, last)
+        assert not torch.allclose(full, model(ids[:, -6:]).logits[0, -1])  # one token fewer: the 7th does count
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lora_dpo_step_with_adapters_disabled_reference(name, tmp_path_factory, tmp_path):
+    """LoRA on each family's attention (Phi-3's fused `qkv_proj` must be named: peft has no default for it); at the
+    first step the adapters are zero, so policy and reference agree and the DPO term is log 2."""
+    from litforge.plugins.reference import AdaptersDisabled
+
+    folder = family_checkpoint(name, tmp_path_factory)
+    targets = ["qkv_proj", "o_proj"] if name == "phi3" else ["q_proj", "v_proj"]
+    data = pair_data(folder, tmp_path)
+    module = build(DPONLL, folder, data, alpha=0.0, reference=AdaptersDisabled(), lora={"r": 4, "target_modules": targets})
+    batch = next(iter(data.train_dataloader()))
+    loss = module.training_step(batch, 0)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    loss.backward()
+    trained = [p for p in module.model.parameters() if p.requires_grad]
+    assert trained and all("lora_" in n for n, p in module.model.named_parameters() if p.requires_grad)
