@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from litforge.plugins.position.base import PositionEncoding, disable_rotary
+from litforge.plugins.position.base import PositionEncoding, disable_rotary, rotary_modules
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -35,6 +35,7 @@ class Absolute(PositionEncoding):
         return {"max_positions": self.max_positions, "init_std": self.init_std}
 
     def attach(self, model: PreTrainedModel) -> None:
+        rotary_modules(model)  # refuse before changing anything
         self.claim(model)
         disable_rotary(model)
         decoder = model.base_model

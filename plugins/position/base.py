@@ -49,9 +49,8 @@ def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
     """The self-attention modules of a decoder (those with a `layer_idx` and a `head_dim`), in layer order."""
     found = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "head_dim")
              and type(m).__name__.endswith("Attention")]
-    if not found:
-        raise TypeError(f"{type(model).__name__}: no attention modules with layer_idx/head_dim found; "
-                        "position plugins need an AttentionInterface model (Llama, Mistral, Qwen2, Mixtral ...)")
+    require(bool(found), "position", f"{type(model).__name__} has no attention modules with layer_idx/head_dim; "
+            "position plugins need an AttentionInterface model (Llama, Qwen2/3, Mistral, Gemma 2/3, Phi-3 ...)")
     return found
 
 
@@ -67,13 +66,18 @@ class NoRotary(nn.Module):
         return torch.ones_like(cos), torch.zeros_like(sin)
 
 
+def rotary_modules(model: PreTrainedModel) -> list[tuple[str, nn.Module]]:
+    """The model's rotary embedding module(s) by name; ConfigError naming `position` when it has none."""
+    found = [(name, module) for name, module in model.named_modules()
+             if type(module).__name__.endswith("RotaryEmbedding")]
+    require(bool(found), "position", f"{type(model).__name__} has no rotary embedding module to turn off "
+            "(its positions are not RoPE)")
+    return found
+
+
 def disable_rotary(model: PreTrainedModel) -> None:
     """Turn RoPE off for this model only, by wrapping its rotary module(s) in `NoRotary`."""
-    targets = [(name, module) for name, module in model.named_modules()
-               if type(module).__name__.endswith("RotaryEmbedding")]
-    if not targets:
-        raise TypeError(f"{type(model).__name__} has no rotary embedding module to turn off")
-    for name, module in targets:
+    for name, module in rotary_modules(model):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, NoRotary(module))

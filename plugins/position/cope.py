@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from litforge.plugins.position.base import PositionEncoding, attention_modules, disable_rotary
+from litforge.plugins.position.base import PositionEncoding, attention_modules, disable_rotary, rotary_modules
 from torch import nn
 from torch.autograd.function import once_differentiable
 from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedModel
@@ -185,12 +185,13 @@ class CoPE(PositionEncoding):
                 f"CoPE refuses {type(model).__name__}: it soft-caps attention logits (attn_logit_softcapping="
                 f"{softcap}) and CoPE's position logits have no defined place relative to the cap; set "
                 "attn_logit_softcapping to null in the model config to use CoPE")
+        layers, _ = attention_modules(model), rotary_modules(model)  # refuse before changing anything
         self.claim(model)
         # registering under a litforge name changes no model until its own config selects that name
         AttentionInterface.register(ATTENTION_NAME, cope_attention)
         AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)  # a full additive mask: padding still arrives
         dtype = model.get_input_embeddings().weight.dtype
-        for attention in attention_modules(model):
+        for attention in layers:
             attention.cope = CoPETable(attention.head_dim, self.npos_max, self.gate_key).to(dtype)
         disable_rotary(model)
         model.set_attn_implementation(ATTENTION_NAME)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litforge.plugins.position.base import PositionEncoding, disable_rotary
+from litforge.plugins.position.base import PositionEncoding, disable_rotary, rotary_modules
 from transformers import PreTrainedModel
 
 
@@ -10,6 +10,7 @@ class NoPE(PositionEncoding):
     """Turn the backbone's rotary embedding into the identity; attention (SDPA or eager) is left unchanged."""
 
     def attach(self, model: PreTrainedModel) -> None:
+        rotary_modules(model)  # refuse before changing anything
         self.claim(model)
         disable_rotary(model)
         self.record(model)

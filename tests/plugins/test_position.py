@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from litforge.plugins.position import Absolute, CoPE, NoPE, RoPE
-from litforge.plugins.position.base import NoRotary
+from litforge.plugins.position.base import ATTACHED, NoRotary
 
-from litforge.checkpoint import reattach, recorded_position
+from litforge.checkpoint import POSITION_KEY, reattach, recorded_position
 from litforge.errors import ConfigError
 
 
@@ -64,11 +64,14 @@ def test_recorded_encoding_reattaches(tiny_backbone, tokenizer, position):
     assert torch.allclose(fresh(ids).logits, model(ids).logits, atol=1e-6)
 
 
-def test_refuses_a_model_without_rotary():
+@pytest.mark.parametrize("position", [NoPE(), Absolute(), CoPE()], ids=["NoPE", "Absolute", "CoPE"])
+def test_refuses_a_model_without_rotary_by_name_and_leaves_it_unchanged(position):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    with pytest.raises(TypeError, match="rotary"):
-        NoPE().attach(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)))
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
+    with pytest.raises(ConfigError, match="^position: GPT2LMHeadModel has no (rotary embedding|attention modules)"):
+        position.attach(model)
+    assert not hasattr(model, ATTACHED) and not hasattr(model.config, POSITION_KEY)
 
 
 @pytest.mark.parametrize("make, field", [
