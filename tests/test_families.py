@@ -266,3 +266,17 @@ def test_lora_dpo_step_with_adapters_disabled_reference(name, tmp_path_factory, 
     loss.backward()
     trained = [p for p in module.model.parameters() if p.requires_grad]
     assert trained and all("lora_" in n for n, p in module.model.named_parameters() if p.requires_grad)
+
+
+def test_gemma2_takes_cope_once_soft_capping_is_off(tmp_path_factory):
+    """The refusal names its cause; without attention soft-capping the same checkpoint takes CoPE."""
+    folder = family_checkpoint("gemma2", tmp_path_factory)
+    model, tokenizer = family_model(folder)
+    assert model.config._attn_implementation == "eager"  # LocalCheckpoint's default: the family's own attention
+    with pytest.raises(ConfigError, match=r"^position: CoPE refuses Gemma2ForCausalLM: it soft-caps attention logits "
+                                          r"\(attn_logit_softcapping=50.0\)"):
+        CoPE().attach(model)
+    uncapped = AutoModelForCausalLM.from_pretrained(folder, attn_logit_softcapping=None)
+    CoPE(npos_max=8).attach(uncapped)
+    ids = torch.tensor([tokenizer("The cat sat on a mat.")["input_ids"]])
+    assert torch.isfinite(uncapped(ids).logits).all()
