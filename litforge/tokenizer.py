@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jinja2.exceptions import TemplateError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -43,6 +44,19 @@ def user_turn(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
     prompt (the template writes bos where its family has one: do not add another)."""
     return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                          tokenize=False)
+
+
+def turn_end(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """What the chat template writes after an assistant message (e.g. `<end_of_turn>`), whitespace stripped; None
+    when it writes nothing there or the template cannot render a user/assistant exchange."""
+    marker = "\x00litforge-turn\x00"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}],
+                                             tokenize=False)
+    except (TemplateError, ValueError, KeyError, TypeError, IndexError):  # it insists on other roles or fields
+        return None
+    end = text.rpartition(marker)[2].strip() if marker in text else ""
+    return end or None
 
 
 def load_tokenizer(path: str | Path | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.tokenizer import load_tokenizer
+from litforge.tokenizer import byte_level_tokenizer, has_own_chat_template, load_tokenizer, turn_end, user_turn
 
 
 def test_byte_tokenizer_round_trips_any_text(tokenizer):
@@ -77,3 +77,37 @@ def test_local_checkpoint_model_trains_with_dropout_active(tokenizer, tmp_path):
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     torch.manual_seed(0)
     assert not torch.equal(model(ids).logits, model(ids).logits)  # dropout draws a new mask each pass
+
+
+@pytest.mark.parametrize("name, end", [("llama", "<|eot_id|>"), ("qwen2", "<|im_end|>"), ("mistral", "</s>"),
+                                       ("gemma3", "<end_of_turn>"), ("phi3", "<|end|>")])
+def test_turn_end_is_what_the_template_writes_after_an_assistant_turn(name, end, tmp_path_factory):
+    from family_helpers import family_checkpoint
+
+    tokenizer = load_tokenizer(family_checkpoint(name, tmp_path_factory))
+    assert turn_end(tokenizer) == end
+    assert has_own_chat_template(tokenizer)
+    text = user_turn(tokenizer, "hi")
+    assert text == tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                                 tokenize=False)
+
+
+def test_the_byte_level_template_is_not_a_models_own(tokenizer):
+    assert not has_own_chat_template(tokenizer) and turn_end(tokenizer) == "<|eos|>"
+    tokenizer = byte_level_tokenizer()
+    tokenizer.chat_template = "{{ messages[0]['content'] }}"  # renders no assistant turn end
+    assert has_own_chat_template(tokenizer) and turn_end(tokenizer) is None
+    tokenizer.chat_template = "{{ raise_exception('user and assistant roles must alternate') }}"
+    assert turn_end(tokenizer) is None
+
+
+def test_local_checkpoint_takes_the_familys_attention(tmp_path_factory):
+    from family_helpers import family_checkpoint
+
+    for name, expected in [("llama", "sdpa"), ("gemma2", "eager")]:
+        folder = family_checkpoint(name, tmp_path_factory)
+        tokenizer = load_tokenizer(folder)
+        model = LocalCheckpoint(str(folder)).build(len(tokenizer), tokenizer.pad_token_id, None, None)
+        assert model.config._attn_implementation == expected
+        eager = LocalCheckpoint(str(folder), attn_implementation="eager").build(len(tokenizer), 0, None, None)
+        assert eager.config._attn_implementation == "eager"

@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.errors import ConfigError, require
 from litforge.generation import generate
-from litforge.tokenizer import has_own_chat_template, load_tokenizer, user_turn
+from litforge.tokenizer import has_own_chat_template, load_tokenizer, turn_end, user_turn
 
 ADDITIVE_RUBRIC = (
     "Review the user's question and the response below, and score the response with the additive 5-point system:\n"
@@ -76,7 +76,8 @@ def fill(template: str, prompt: str, response: str) -> str:
 class LLMJudge(Judge):
     """A language model reads the rubric, the prompt and the response, and ends its reply with "Score: N".
 
-    The filled rubric is sent as one user turn through the judge tokenizer's chat template when `chat` says so.
+    The filled rubric is sent as one user turn through the judge tokenizer's chat template when `chat` says so, and
+    the reply then ends where the template ends a turn.
     Each response is judged `samples` times; its score is the mean of the replies that parsed. Replies without a
     valid score are counted in `failures` (and `replies` counts all replies); a response none of whose replies
     parsed gets None. Only the judge's generated reply is parsed, so a response that writes "Score: 5" cannot
@@ -156,9 +157,13 @@ class LLMJudge(Judge):
         if self.model is None:
             raise RuntimeError("LLMJudge with checkpoint=None judges with the policy: call use_policy(policy, "
                                "tokenizer) first")
+        chat = self.uses_chat()
+        # a reply ends with the judge's turn, also where that is not the eos token (Gemma's <end_of_turn>)
+        end = turn_end(self.tokenizer) if chat else None
         out = generate(self.model, self.tokenizer, judge_prompts, n=self.samples, max_new_tokens=self.max_new_tokens,
                        temperature=self.temperature, top_p=self.top_p, seed=self.seed + self.calls,
-                       batch_size=self.batch_size, add_bos=not self.uses_chat())  # a template writes its own bos
+                       batch_size=self.batch_size, add_bos=not chat,  # a template writes its own bos
+                       stop=[end] if end and end != self.tokenizer.eos_token else None)
         self.prompt_tokens += out.prompt_tokens
         return out.texts
 
