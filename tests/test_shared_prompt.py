@@ -1,9 +1,17 @@
 """The shared-prompt layout and its two-block attention, on hand-made batches."""
 
+import pytest
 import torch
 
 from litforge.data import IGNORE_INDEX
-from litforge.shared_prompt import PairBlocks, full_pair_mask, pair_sdpa_attention, share_prompts
+from litforge.shared_prompt import (
+    PairBlocks,
+    full_pair_mask,
+    pair_sdpa_attention,
+    share_prompts,
+    shared_layout_fits,
+    sliding_window,
+)
 
 
 def hand_made_pairs() -> dict:
@@ -49,3 +57,25 @@ def test_two_block_attention_equals_one_masked_attention():
     expected = torch.autograd.grad((full * weights).sum(), (q, k, v))
     for a, b in zip(got, expected):
         assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("model_type, fields, window", [
+    ("llama", {}, None),
+    ("mistral", {}, 4096),                                              # Mistral's default: every layer slides
+    ("mistral", {"sliding_window": None}, None),
+    ("qwen2", {"sliding_window": 16}, None),                            # set, but off without use_sliding_window
+    ("qwen2", {"sliding_window": 16, "use_sliding_window": True, "max_window_layers": 0}, 16),
+    ("gemma3_text", {"sliding_window": 16, "head_dim": 8,
+                     "layer_types": ["sliding_attention", "full_attention"]}, 16),
+    ("gemma3_text", {"sliding_window": 16, "head_dim": 8, "layer_types": ["full_attention"] * 2}, None),
+])
+def test_the_shared_layout_is_used_only_where_no_sliding_window_binds(model_type, fields, window):
+    from transformers import AutoModelForCausalLM
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = CONFIG_MAPPING[model_type](vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                        num_key_value_heads=2, intermediate_size=32, **fields)
+    model = AutoModelForCausalLM.from_config(config)
+    assert sliding_window(model) == window
+    assert shared_layout_fits(model, 16)  # a window of 16 sees 15 tokens back: all of 16 columns
+    assert shared_layout_fits(model, 17) == (window is None or window >= 17)
