@@ -25,13 +25,20 @@ def test_whole_families_and_one_sibling_per_seen_family_are_unseen(task):
     assert ToolTask().library.tools == task.library.tools  # the library seed fixes names and held-out siblings
 
 
+def test_names_are_drawn_afresh_per_input_unless_rename_is_off(task):
+    rng = random.Random(0)
+    gold = task.seen.tools[0]
+    names = {task.item(gold, task.seen, rng)["label"] for _ in range(20)}
+    assert len(names) > 10 and task.seen.tools[0].name == gold.name
+    assert ToolTask(rename=False).item(gold, task.seen, rng)["label"] == gold.name
+
+
 def test_sft_rows_never_show_an_unseen_tool_and_parse_back_to_the_gold(task):
     rows = task.sft_rows(400, random.Random(0))
     assert {row["skill"] for row in rows} == set(SKILLS)
-    unseen = [tool.name for tool in task.unseen]
+    unseen = [tool.description for tool in task.unseen]
     for row in rows:
-        text = row["prompt"] + row["response"]
-        assert not any(f"{name}:" in text or f" {name}" in text for name in unseen)
+        assert not any(description in row["prompt"] for description in unseen)
     reason = next(row for row in rows if row["skill"] == "reason")
     select = next(row for row in rows if row["skill"] == "select")
     assert ReasoningSelection().parse(reason["response"]) == DirectSelection().parse(reason["response"].split()[-1])
@@ -40,11 +47,13 @@ def test_sft_rows_never_show_an_unseen_tool_and_parse_back_to_the_gold(task):
 
 def test_evaluation_inputs_split_seen_from_unseen_gold_tools(task):
     inputs = evaluation_inputs(task, 30, 30, seed=0)
-    unseen = {tool.name for tool in task.unseen}
-    assert all(item["label"] not in unseen for item in inputs["seen"])
-    assert all(item["label"] in unseen for item in inputs["unseen"])
-    for item in inputs["seen"] + inputs["unseen"]:
-        assert [tool.name for tool in item["candidates"]].count(item["label"]) == 1 and len(item["candidates"]) == 4
+    unseen = {tool.description for tool in task.unseen}
+    for split in ("seen", "unseen"):
+        for item in inputs[split]:
+            names = [tool.name for tool in item["candidates"]]
+            assert names.count(item["label"]) == 1 and len(set(names)) == len(item["candidates"]) == 4
+            gold = item["candidates"][names.index(item["label"])]
+            assert (gold.description in unseen) == (split == "unseen")
         place = next(iter(item["arguments"].values()))
         assert place in item["question"]
     assert evaluation_inputs(task, 30, 30, seed=0)["seen"][0]["question"] == inputs["seen"][0]["question"]
