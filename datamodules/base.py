@@ -84,8 +84,15 @@ class LMDataModule(L.LightningDataModule):
         if self.num_workers:
             raise ConfigError("num_workers", "must be 0 with streaming: true (the resume point counts the batches "
                                              "handed out in stream order)")
-        return StreamingDataLoader(data, seed=self.seed, buffer_size=self.shuffle_buffer, batch_size=self.batch_size,
-                                   collate_fn=self.collate)
+        self.stream = StreamingDataLoader(data, seed=self.seed, buffer_size=self.shuffle_buffer,
+                                          batch_size=self.batch_size, collate_fn=self.collate)
+        return self.stream
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        """A streamed training batch is consumed here, when its step takes it (see `StreamingDataLoader`)."""
+        if isinstance(batch, dict) and StreamingDataLoader.TAG in batch:
+            return self.stream.consumed(batch)
+        return batch
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_loaders("val")

@@ -26,10 +26,12 @@ import hashlib
 import inspect
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from litforge.data import DataError, Record, Sample, read_jsonl
@@ -71,7 +73,7 @@ class DataSource:
         path = Path(self.paths[split])
         if self.streaming or path.is_dir() or path.suffix.lower() in DATASETS_FORMATS:
             return False
-        return path.suffix.lower() == ".jsonl" or path.suffix != "" or path.exists() or not _looks_like_hub(path)
+        return path.exists() or path.suffix.lower() in (".jsonl", ".txt") or not _looks_like_hub(path)
 
     def read(self, split: str) -> list[Record] | Any | None:
         """The rows of a split: JSONL `Record`s, a `datasets.Dataset`, an `IterableDataset` (streaming) or None."""
@@ -131,8 +133,10 @@ class DataSource:
         if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
             self.split_names[split] = self._pick(split, list(loaded))
             loaded = loaded[self.split_names[split]]
+        elif wanted is not None and _is_saved(local):
+            raise DataError(path, None, None, f"is one saved Dataset, without splits; leave splits.{split} out")
         else:
-            self.split_names[split] = wanted
+            self.split_names[split] = str(wanted or loaded.split or split)  # a saved Dataset may have no name
         return loaded
 
     def _pick(self, split: str, available: list[str]) -> str:
@@ -183,10 +187,12 @@ class StreamingDataLoader(DataLoader):
     """Batches of a streamed training split (a `datasets.IterableDataset`), shuffled in a buffer and resumable.
 
     Epoch e reads the stream through a shuffle buffer seeded with seed + e. The state Lightning saves in a checkpoint
-    is the epoch and the samples of it already handed out; a resumed fit replays the epoch's shuffled stream past
-    them (reading, not training, them again), so it continues at the exact next batch. One process only: under
-    several, `split_dataset_by_node` would give the ranks unequal numbers of batches and DDP would hang at the end
-    of an epoch (refused by the datamodule with a ConfigError).
+    is the epoch and the samples of it that training steps have consumed; a resumed fit replays the epoch's shuffled
+    stream past them (reading, not training, them again), so it continues at the exact next batch. Lightning fetches
+    one batch ahead of the step on a loader without a length, so a batch counts as consumed when `consumed` sees it
+    (the datamodule's `on_before_batch_transfer`, called for the batch a step is about to take), not when handed out.
+    One process only: under several, `split_dataset_by_node` would give the ranks unequal numbers of batches and DDP
+    would hang at the end of an epoch (refused by the datamodule with a ConfigError).
 
     Args:
         stream: the tokenized split.
@@ -195,29 +201,40 @@ class StreamingDataLoader(DataLoader):
         **kwargs: batch_size and collate_fn, as for a DataLoader.
     """
 
+    TAG = "stream_position"  # (epoch, samples consumed once this batch is): carried by each batch to `consumed`
+
     def __init__(self, stream: Any, seed: int = 0, buffer_size: int = 1000, **kwargs: Any):
         super().__init__(stream, **kwargs)
         self.seed, self.buffer_size = seed, buffer_size
         self.epoch, self.position = 0, 0
+        self.lengths: dict[int, int] = {}  # epoch -> its samples, once read to its end
 
     def __iter__(self) -> Iterator[Any]:
+        epoch, position = self.state_dict().values()
         stream = self.dataset
         if self.buffer_size:
             stream = stream.shuffle(seed=self.seed, buffer_size=self.buffer_size)
-            stream.set_epoch(self.epoch)
-        if self.position:
-            stream = stream.skip(self.position)
-        for samples in DataLoader(stream, batch_size=self.batch_size, collate_fn=list):
-            self.position += len(samples)
-            yield self.collate_fn(samples)
-        self.epoch, self.position = self.epoch + 1, 0
+            stream.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(self.seed)  # starting an iteration draws no global random state
+        for samples in DataLoader(stream.skip(position) if position else stream, batch_size=self.batch_size,
+                                  collate_fn=list, generator=generator):
+            position += len(samples)
+            yield self.collate_fn(samples) | {self.TAG: (epoch, position)}
+        self.lengths[epoch] = position
+
+    def consumed(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Record that a training step takes `batch`; returns it without its position tag."""
+        self.epoch, self.position = batch.pop(self.TAG)
+        return batch
 
     def state_dict(self) -> dict[str, int]:
-        """The epoch and the samples of it already handed out."""
+        """The epoch and the samples of it consumed (the next epoch at 0 once one is consumed to its end)."""
+        if self.lengths.get(self.epoch) == self.position:
+            return {"epoch": self.epoch + 1, "position": 0}
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue after the last batch handed out when `state_dict()` was taken."""
+        """Continue after the last batch consumed when `state_dict()` was taken."""
         self.epoch, self.position = state["epoch"], state["position"]
 
 
@@ -261,7 +278,7 @@ def _to_iterable(loaded: Any) -> Any:
 
 def _looks_like_hub(path: Path) -> bool:
     """Whether a missing local path could be a hub name (`name` or `owner/name`)."""
-    return len(path.parts) <= 2 and not str(path).startswith((".", "/", "~"))
+    return re.fullmatch(r"[\w-][\w.-]*(/[\w.-]+)?", str(path)) is not None
 
 
 def _reason(path: str, error: Exception) -> str:

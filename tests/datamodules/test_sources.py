@@ -5,6 +5,7 @@ import json
 import os
 
 import datasets
+import lightning
 import pytest
 from torch.utils.data import IterableDataset
 
@@ -220,6 +221,17 @@ def test_missing_sources_and_an_offline_hub_are_named(tmp_path):
         SFTDataModule(train_path=str(tmp_path)).setup("fit")
 
 
+def steps(data, loader, count=None):
+    """The input ids of the batches training steps take from `loader`, as Lightning hands them over (one fetched
+    ahead, each passed through the datamodule's `on_before_batch_transfer` when its step takes it)."""
+    taken, batches = [], iter(loader)
+    ahead = next(batches, None)
+    while ahead is not None and (count is None or len(taken) < count):
+        batch, ahead = ahead, next(batches, None)
+        taken.append(data.on_before_batch_transfer(batch, 0)["input_ids"].tolist())
+    return taken
+
+
 def test_streaming_resumes_at_the_exact_next_batch(tmp_path):
     rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(10)]
     settings = dict(train_path=write(tmp_path / "s.jsonl", rows), streaming=True, shuffle_buffer=4, batch_size=3,
@@ -228,24 +240,24 @@ def test_streaming_resumes_at_the_exact_next_batch(tmp_path):
     data.setup("fit")
     assert isinstance(data.splits["train"], IterableDataset)
     loader = data.train_dataloader()
-    epoch0 = [batch["input_ids"].tolist() for batch in loader]
-    epoch1 = [batch["input_ids"].tolist() for batch in loader]
+    epoch0 = steps(data, loader)
+    assert loader.state_dict() == {"epoch": 1, "position": 0}  # consumed to its end: the next epoch is due
+    epoch1 = steps(data, loader)
     assert [len(b) for b in epoch0] == [3, 3, 3, 1] and epoch0 != epoch1  # a new shuffle each epoch
     texts = sorted(data.tokenizer.decode(ids[1:3]) for batch in epoch0 for ids in batch)
     assert texts == sorted(f"q{i}" for i in range(10))
     again = SFTDataModule(**settings)
     again.setup("fit")
-    resumed = again.train_dataloader()
-    interrupted = iter(resumed)
-    assert [next(interrupted)["input_ids"].tolist() for _ in range(2)] == epoch0[:2]
-    state = resumed.state_dict()
+    interrupted = again.train_dataloader()
+    assert steps(again, interrupted, count=2) == epoch0[:2]  # a third batch was fetched ahead, not trained
+    state = interrupted.state_dict()
     assert state == {"epoch": 0, "position": 6}
     fresh = SFTDataModule(**settings)
     fresh.setup("fit")
     loader = fresh.train_dataloader()
     loader.load_state_dict(state)
-    assert [batch["input_ids"].tolist() for batch in loader] == epoch0[2:]
-    assert [batch["input_ids"].tolist() for batch in loader] == epoch1
+    assert steps(fresh, loader) == epoch0[2:]
+    assert steps(fresh, loader) == epoch1
 
 
 def test_streaming_refuses_what_it_cannot_resume(tmp_path):
@@ -253,6 +265,9 @@ def test_streaming_refuses_what_it_cannot_resume(tmp_path):
                          cache_dir=str(tmp_path / "cache"))
     data.setup("fit")
     with pytest.raises(ConfigError, match="num_workers"):
+        data.train_dataloader()
+    data.trainer = lightning.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)  # not launched
+    with pytest.raises(ConfigError, match="streaming: a streamed split trains on one process only"):
         data.train_dataloader()
 
 
@@ -275,3 +290,26 @@ def test_cli_fits_dpo_nll_on_a_parquet_preference_file(tmp_path):
     metrics = (tmp_path / "run" / "csv" / "version_0" / "metrics.csv").read_text()
     assert "val/reward_accuracy" in metrics and "train/nll" in metrics
     assert list((tmp_path / "cache").rglob("cache-*.arrow"))  # the tokenized splits, for the next run
+
+
+def test_a_saved_dataset_without_splits_reads_as_the_split_it_serves(tmp_path):
+    datasets.Dataset.from_list([QA[0], {"question": "x", "answer": None}]).save_to_disk(tmp_path / "one")
+    with pytest.raises(DataError, match=r"one: split 'train', index 1: column 'answer': expected str, got NoneType"):
+        SFTDataModule(train_path=str(tmp_path / "one"), columns={"prompt": "question", "response": "answer"}).setup(
+            "fit")
+    with pytest.raises(DataError, match=r"is one saved Dataset, without splits; leave splits.train out"):
+        SFTDataModule(train_path=str(tmp_path / "one"), splits={"train": "train"}).setup("fit")
+
+
+@pytest.mark.slow
+def test_a_streamed_fit_killed_mid_epoch_or_at_its_end_resumes_exactly(tmp_path):
+    from test_resume import CAUSAL_LM, assert_same_run, killed_and_resumed, straight
+
+    rows = [{"prompt": f"{i}+{i}=", "response": str(2 * i)} for i in range(10)]
+    path = write(tmp_path / "s.jsonl", rows)
+    config = dict(CAUSAL_LM, max_steps=7, data={"class_path": "SFTDataModule", "init_args": {
+        "train_path": path, "val_path": path, "streaming": True, "shuffle_buffer": 4, "batch_size": 3,
+        "max_length": 32, "cache_dir": str(tmp_path / "cache")}})  # 4 batches per epoch
+    expected = straight(tmp_path, config)
+    for step in (2, 4):
+        assert_same_run(expected, killed_and_resumed(tmp_path, f"killed{step}", step, config))
