@@ -55,28 +55,33 @@ class SelfRewardSeedDataModule(ArithmeticSFTDataModule):
     seeds; the shuffle order mixes the two kinds.
 
     Args:
-        num_eft: grading examples in the training split (validation: `num_val` of each kind).
+        num_eft: grading examples in the training split.
+        num_val_eft: grading examples in the validation split besides its `num_val` questions (None = `num_val`;
+            0 = validate on solving only, e.g. to stop at a target accuracy).
         template: the judge prompt with `{prompt}` and `{response}` slots; the self-rewarding `LLMJudge` must use the
             same.
         eft_seed: seed of the responses and their corruptions.
         **kwargs: see `ArithmeticSFTDataModule`.
     """
 
-    def __init__(self, num_eft: int = 2000, template: str = GRADE_TEMPLATE, eft_seed: int = 0, **kwargs):
+    def __init__(self, num_eft: int = 2000, num_val_eft: int | None = None, template: str = GRADE_TEMPLATE,
+                 eft_seed: int = 0, **kwargs):
         kwargs.setdefault("max_length", 128)
         require("{response}" in template, "template",
                 f"needs a {{response}} slot (and usually {{prompt}}), got {template!r}")
         super().__init__(**kwargs)
-        self.num_eft, self.template, self.eft_seed = num_eft, template, eft_seed
+        require(num_val_eft is None or num_val_eft >= 0, "num_val_eft", f"must be >= 0 (or null), got {num_val_eft}")
+        self.num_eft, self.num_val_eft, self.template, self.eft_seed = num_eft, num_val_eft, template, eft_seed
 
     def eft(self, split: str) -> list[dict[str, Any]]:
         """The grading examples of a split: {"prompt" (the filled judge prompt), "response" (the reply), "grade"}."""
         questions = self.questions(split)
-        count = self.num_eft if split == "train" else self.counts[split]
+        count = {"train": self.num_eft, "val": self.num_val_eft}.get(split)
+        count = self.counts[split] if count is None else count
         operands = {q["prompt"]: q["operands"] for q in questions}
         return [{"prompt": fill(self.template, row["prompt"], row["response"]),
                  "response": grade_reply(operands[row["prompt"]], row["response"]), "grade": row["grade"]}
-                for row in graded_responses(questions, count, self.eft_seed)] if questions else []
+                for row in graded_responses(questions, count, self.eft_seed)] if questions and count else []
 
     def load(self, split):
         ift = super().load(split)

@@ -1,4 +1,5 @@
-"""Self-rewarding's pieces: the judge-agreement metric, and the configs' judge template matching the seed's EFT format.
+"""Self-rewarding's pieces: the judge-agreement metric, the configs' judge template matching the seed's EFT format,
+and the seed's early stop at a validation exact-match rate (its solving-only validation split).
 
 The true grade and the seed datamodule are tested in tests/datamodules/test_arithmetic.py and
 test_arithmetic_data.py."""
@@ -9,11 +10,14 @@ import math
 
 import pytest
 import yaml
+from litforge.cli import run_lightning
+from litforge.datamodules import SelfRewardSeedDataModule
 from litforge.datamodules.arithmetic import GRADE_TEMPLATE, grade_reply
+from litforge.errors import ConfigError
 from litforge.lightning_modules.iterative_preference import agreement, judge_agreement
 from litforge.plugins.judges.base import Judge
 
-from helpers import REPO
+from helpers import REPO, write_yaml
 
 
 def test_agreement_on_fixed_scores():
@@ -47,3 +51,39 @@ def test_the_configs_judge_with_the_seed_s_eft_template():
     first_line = (REPO / "configs/self_reward/seed.yaml").read_text().splitlines()[0]
     assert first_line.split()[-1] == run["model"]["init_args"]["backbone"]["init_args"]["path"]  # exported there
     assert len(grade_reply([99, 99, 99], "198+99=297")) <= judge["max_new_tokens"]  # a whole reply fits
+    assert seed["data"]["init_args"]["max_operand"] == run["data"]["init_args"]["max_operand"]  # the same task
+
+
+@pytest.mark.parametrize("num_val_eft, grading", [(None, 5), (0, 0), (2, 2)])
+def test_the_seed_validates_on_solving_and_num_val_eft_grading_examples(num_val_eft, grading):
+    data = SelfRewardSeedDataModule(num_train=20, num_eft=10, num_val=5, num_val_eft=num_val_eft, num_test=0,
+                                    max_operand=34)
+    data.setup("fit")
+    texts = [data.tokenizer.decode(s["input_ids"], skip_special_tokens=True) for s in data.splits["val"]]
+    assert len(texts) == 5 + grading and sum(t.startswith("Grade 0-5: ") for t in texts) == grading
+    assert len(data.splits["train"]) == 30
+
+
+def test_a_negative_num_val_eft_is_a_config_error():
+    with pytest.raises(ConfigError, match="^num_val_eft: "):
+        SelfRewardSeedDataModule(num_val_eft=-1)
+
+
+@pytest.mark.slow
+def test_the_seed_config_stops_when_validation_exact_match_reaches_its_threshold(tmp_path):
+    shipped = yaml.safe_load((REPO / "configs/self_reward/seed.yaml").read_text())["trainer"]["callbacks"]
+    callbacks = [dict(c, init_args=dict(c["init_args"])) for c in shipped]
+    callbacks[0]["init_args"]["dirpath"] = str(tmp_path / "checkpoints")
+    assert callbacks[1]["init_args"]["monitor"] == "val/exact_match"
+    callbacks[1]["init_args"]["stopping_threshold"] = -1.0  # every rate is above it: stop at the first check
+    override = write_yaml(tmp_path / "override.yaml", {"trainer": {"callbacks": callbacks}})
+    cli = run_lightning([
+        "fit", "--config", str(REPO / "configs/self_reward/seed.yaml"), "--config", str(override),
+        "--model.init_args.backbone.init_args.hidden_size=32", "--model.init_args.backbone.init_args.num_hidden_layers=1",
+        "--data.init_args.num_train=16", "--data.init_args.num_eft=16", "--data.init_args.num_val=8",
+        "--data.init_args.batch_size=8", "--trainer.val_check_interval=2", "--trainer.max_steps=8",
+        f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false"])
+    assert cli.trainer.global_step == 2 and cli.trainer.should_stop
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/exact_match"]) <= 1.0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # what README's export reads

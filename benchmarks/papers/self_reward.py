@@ -1,11 +1,12 @@
 """Miniature of Self-Rewarding Language Models (Yuan et al. 2024): held-out accuracy and judge agreement of the
-seed model M0 and of M1, M2 after self-rewarding iterations, against the same loop with an oracle judge.
+seed model M1 and of M2, M3 after self-rewarding iterations, against the same loop with an oracle judge.
 
     python benchmarks/papers/self_reward.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_self_reward]
         [--reuse]   # keep the seed models and runs a previous call finished in --workdir (e.g. one seed at a time)
 
-Every training run is the README's command on configs/self_reward/*.yaml as shipped: the seed model (SFT on solving,
-IFT, and grading, EFT, of 3-term arithmetic), its export, then 2 self-rewarding iterations inside one fit (4 samples
+Every training run is the README's command on configs/self_reward/*.yaml as shipped: the seed model M1 (SFT on
+solving, IFT, and grading, EFT, of 3-term arithmetic, stopped once its validation exact-match rate passes 0.3), its
+export, then 2 self-rewarding iterations inside one fit (4 samples
 per new question, each judged 3 times by the model itself with the EFT prompt, best vs worst, DPO beta 0.1). The
 oracle control is the same fit with `--model.init_args.judge=AnswerJudge` (a judge that knows the answer: 1 for a
 correct final answer, else 0), run in its own directory with the seed model given by absolute path. Each seed runs
@@ -16,7 +17,8 @@ accuracy (greedy, 100 questions) and the judge's exact agreement with the true 0
 (a constant judge agrees on about 0.17).
 
 Departures from the paper: a 128-wide 2-layer Llama on synthetic arithmetic with a 5-point rubric the seed learns
-from EFT data; 2 iterations; the oracle judge scores correctness only (0/1), not the 5-point rubric.
+from EFT data; the seed's SFT stops at a target validation accuracy rather than after a fixed length; 2 iterations
+(M2, M3); the oracle judge scores correctness only (0/1), not the 5-point rubric.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def read_final(path: Path) -> dict[str, list[float]]:
     models = [summary["iterations"][str(k)] for k in range(ITERATIONS)] + [summary]
     return {"accuracy": [m["heldout_score"] for m in models], "agreement": [m["judge_agreement"] for m in models],
             "pairs": [summary["iterations"][str(k)]["pairs"] for k in range(ITERATIONS)]}
+
+
+def seed_steps(directory: Path) -> int:
+    """The optimizer steps the seed fit in `directory` trained before its early stop (its CSV log's last step + 1)."""
+    rows = (directory / "runs" / "self_reward" / "seed_run" / "csv" / "version_0" / "metrics.csv").read_text()
+    return 1 + max(int(line.split(",")[1]) for line in rows.splitlines()[1:] if line)
 
 
 def main() -> None:
@@ -93,7 +101,7 @@ def main() -> None:
     per_seed = {name: [read_final(cwd / final) for cwd, _ in jobs] for name, jobs in runs.items()}
 
     own, control = per_seed["self-rewarding"], per_seed["oracle judge"]
-    table = [[f"M{k}" + (" (seed)" if k == 0 else ""), mean_range([r["accuracy"][k] for r in own]),
+    table = [[f"M{k + 1}" + (" (seed)" if k == 0 else ""), mean_range([r["accuracy"][k] for r in own]),
               mean_range([r["agreement"][k] for r in own]), mean_range([r["accuracy"][k] for r in control]),
               " / ".join(f"{sum(r['pairs'][k] for r in rows) / len(rows):.0f}" for rows in (own, control))
               if k < ITERATIONS else ""] for k in range(ITERATIONS + 1)]
@@ -101,7 +109,14 @@ def main() -> None:
           f"{time.time() - started:.0f} s with {options.workers} runs at a time\n")
     print(markdown_table(["model", "held-out accuracy (self-judged)", "judge agreement (self-judged)",
                           "held-out accuracy (oracle judge)", "pairs built (self / oracle)"], table))
-    save_json(RESULTS / "self_reward.json", {"seeds": options.seeds, "per_seed": per_seed,
+    steps = [seed_steps(dirs[s]) for s in options.seeds]
+    print("\nPer seed (M1 -> M2 -> M3):")
+    for s, trained, mine, theirs in zip(options.seeds, steps, own, control):
+        print(f"seed {s}: seed SFT stopped at step {trained}; held-out accuracy self-judged "
+              + " -> ".join(f"{v:.2f}" for v in mine["accuracy"]) + ", oracle judge "
+              + " -> ".join(f"{v:.2f}" for v in theirs["accuracy"]) + "; judge agreement "
+              + " -> ".join(f"{v:.3f}" for v in mine["agreement"]))
+    save_json(RESULTS / "self_reward.json", {"seeds": options.seeds, "per_seed": per_seed, "seed_steps": steps,
                                              "machine": machine_report(1, options.workers)})
 
 
