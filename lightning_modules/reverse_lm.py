@@ -55,7 +55,7 @@ class ReverseLM(CausalLM):
         self.reverse_probability = reverse_probability
         self.reverse_seed = reverse_seed
         if transform is not None:
-            transform.setup(self.tokenizer)
+            transform.read_tokenizer(self.tokenizer)
         self.collate = Collator(self.tokenizer.pad_token_id)
 
     def directions(self, batch: dict[str, torch.Tensor]) -> tuple[list[Sample], list[Sample]]:

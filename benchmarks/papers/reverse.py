@@ -3,8 +3,10 @@ standard training, and which reversal transforms cure it, each a shipped config 
 
     python benchmarks/papers/reverse.py [--seeds 0 1 2] [--workers 2] [--workdir /tmp/litforge_reverse]
 
-Every run is `litforge fit --config configs/reverse/symbolic.yaml` at its shipped length (300 steps of batch 128 over
-500 facts "A1 A2 = B1 B2", 2-symbol names from 60 symbols, a 4-layer 128-wide Llama), in its own working directory.
+Every run is `litforge fit --config configs/reverse/symbolic.yaml` at its shipped length (600 steps of batch 50 over
+100 facts "A1 A2 = B1 B2", 2-symbol names from 60 symbols, a 2-layer 128-wide Llama, AdamW 3e-3 with a warmup-cosine
+schedule; each reversal method trains on the batch's 50 facts forward and their 50 reversed copies), in its own
+working directory.
 Overrides, all printed: the method, by the config's one `transform:` line (`--model.init_args.transform=null` for
 standard training, `TokenReversal`, `RandomSegmentReversal` with `k=2`; EntityPreservingReversal is the config's
 default), and the seed: `--seed_everything`, the TinyModel's init seed, the datamodule's seed (which draws the facts
@@ -13,7 +15,7 @@ Scores are what the config's validation logs at the last step: exact match (ever
 every fact asked forward ("A1 A2 = " -> "B1 B2"), in reverse ("B1 B2 = " -> "A1 A2") and in reverse token-reversed
 ("2B 1B = " -> "2A 1A", the language token reversal trains on).
 
-Departures from the paper: a tiny model and 500 symbolic facts; word reversal (identical to token reversal on
+Departures from the paper: a tiny model and 100 symbolic facts; word reversal (identical to token reversal on
 one-symbol words) and the biography task (0.54 s a step) are left out to fit the compute budget.
 """
 

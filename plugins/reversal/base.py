@@ -69,7 +69,7 @@ def runs(marks: Sequence[int]) -> list[Span]:
 class ReversalTransform:
     """Reverses a sequence while keeping some chunks (tokens, words, entities, segments) in forward order.
 
-    Subclasses implement `chunks`; call `setup(tokenizer)` once before `reverse_ids`.
+    Subclasses implement `chunks`; call `read_tokenizer(tokenizer)` once before `reverse_ids`.
 
     Args:
         separator: text written between reversed chunks (e.g. "@@ "), or None for none.
@@ -119,8 +119,8 @@ class ReversalTransform:
         text = "".join(chars)
         return text, [(start, end) for start, end in runs(marks) if not text[start:end].isspace()]
 
-    def setup(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Learn which token ids are whitespace (or their bytes) and which are special, and encode the separator."""
+    def read_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Read which token ids are whitespace (or each token's bytes) and which are special; encode the separator."""
         self.special_ids = set(tokenizer.all_special_ids)
         self.space_ids = {i for i in range(len(tokenizer))
                           if i not in self.special_ids and (text := tokenizer.decode([i])) and text.isspace()}
@@ -134,7 +134,7 @@ class ReversalTransform:
         Separator tokens carry a label when the token after them does, and entity mark 0.
         """
         if self.space_ids is None:
-            raise RuntimeError(f"{type(self).__name__}.setup(tokenizer) must be called before reverse_ids")
+            raise RuntimeError(f"{type(self).__name__}.read_tokenizer(tokenizer) must be called before reverse_ids")
         ids = list(input_ids)
         labels = list(labels) if labels is not None else list(ids)
         entity = list(entity) if entity is not None else [0] * len(ids)
@@ -160,7 +160,6 @@ class ReversalTransform:
                 sample["labels"].append(labels[position])
                 sample["entity"].append(entity[position])
         return sample
-
 
     def whitespace(self, ids: Sequence[int]) -> list[bool]:
         """Per token of a run without special tokens, whether it is whitespace (as `str.isspace` sees the text)."""

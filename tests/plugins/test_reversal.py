@@ -78,7 +78,7 @@ def test_ids_keep_special_tokens_and_move_labels_and_entities(tokenizer):
     labels = [IGNORE_INDEX] * 6 + ids[5:] + [eos]  # loss on "cd" and eos only
     entity = [0, 1, 1, 0, 0, 0, 2, 2, 0]
     for transform in [TokenReversal(), WordReversal(), EntityPreservingReversal(), RandomSegmentReversal(2, "@@ ")]:
-        transform.setup(tokenizer)
+        transform.read_tokenizer(tokenizer)
         out = transform.reverse_ids(input_ids, labels, entity, random.Random(0))
         assert out["input_ids"][0] == bos and out["input_ids"][-1] == eos
         assert len(out["input_ids"]) == len(out["labels"]) == len(out["entity"])
@@ -88,19 +88,19 @@ def test_ids_keep_special_tokens_and_move_labels_and_entities(tokenizer):
         kept = [t for t, l in zip(out["input_ids"], out["labels"]) if l != IGNORE_INDEX and t not in list(b"@ ")]
         assert sorted(kept) == sorted(ids[5:] + [eos])
     entity_transform = EntityPreservingReversal()
-    entity_transform.setup(tokenizer)
+    entity_transform.read_tokenizer(tokenizer)
     out = entity_transform.reverse_ids(input_ids, labels, entity)
     assert tokenizer.decode(out["input_ids"][1:-1]) == "cd = ab"
     assert out["entity"] == [0, 2, 2, 0, 0, 0, 1, 1, 0]
     assert out["labels"][1:3] == ids[5:7] and out["labels"][3:-1] == [IGNORE_INDEX] * 5
 
 
-def test_ids_reversal_twice_is_identity_and_needs_setup(tokenizer):
+def test_ids_reversal_twice_is_identity_and_needs_the_tokenizer(tokenizer):
     ids = [tokenizer.bos_token_id] + tokenizer("the cat sat  down", add_special_tokens=False)["input_ids"]
     for transform in [TokenReversal(), WordReversal()]:
-        with pytest.raises(RuntimeError, match="setup"):
+        with pytest.raises(RuntimeError, match="read_tokenizer"):
             transform.reverse_ids(ids)
-        transform.setup(tokenizer)
+        transform.read_tokenizer(tokenizer)
         once = transform.reverse_ids(ids)
         assert once["input_ids"] != ids
         assert transform.reverse_ids(once["input_ids"], once["labels"])["input_ids"] == ids
@@ -134,7 +134,7 @@ UNICODE_SPACES = ["ab\u00a0cd ef", "x\u3000y\u2003z \u0085w", "a\u2028b\tc\u2029
 @pytest.mark.parametrize("transform", [WordReversal(), EntityPreservingReversal(), RandomSegmentReversal(2, "@@ ")],
                          ids=type)
 def test_text_and_ids_reverse_unicode_whitespace_alike(tokenizer, transform, text):
-    transform.setup(tokenizer)
+    transform.read_tokenizer(tokenizer)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     by_ids = tokenizer.decode(transform.reverse_ids(ids, rng=random.Random(5))["input_ids"])
     assert by_ids == transform.reverse_text(text, seed=5)[0]
