@@ -47,8 +47,18 @@ import string
 from dataclasses import replace
 from typing import Any
 
-from litforge.plugins.tools.base import (ACTION, ANSWER, CHOOSE, CONTRAST, FILL, REASON, SELECT, TOOL_FORMAT,
-                                         VALUE_CHOOSE, VALUE_CONTRAST)
+from litforge.plugins.tools.base import (
+    ACTION,
+    ANSWER,
+    CHOOSE,
+    CONTRAST,
+    FILL,
+    REASON,
+    SELECT,
+    TOOL_FORMAT,
+    VALUE_CHOOSE,
+    VALUE_CONTRAST,
+)
 from litforge.plugins.tools.library import Parameter, Tool, ToolLibrary
 
 TOPICS = ["weather", "traffic", "news", "prices", "events", "hotels", "jobs", "flights", "sports", "rent"]

@@ -4,9 +4,8 @@ likelihood of any continuation is known), and a small library of confusable tool
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from litforge.plugins.tools import Parameter, Tool
+from transformers import LlamaConfig, LlamaForCausalLM
 
 HIDDEN = 264  # >= the byte-level vocabulary (259): one-hot embeddings fit
 

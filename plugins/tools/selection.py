@@ -7,8 +7,16 @@ Departures from the paper: see `plugins/tools/base.py`.
 
 from __future__ import annotations
 
-from litforge.plugins.tools.base import (ACTION_PATTERN, NAME_PATTERN, REASON, SELECT, SELECT_SLOTS, TOOL_FORMAT,
-                                         ToolProgram, check_template)
+from litforge.plugins.tools.base import (
+    ACTION_PATTERN,
+    NAME_PATTERN,
+    REASON,
+    SELECT,
+    SELECT_SLOTS,
+    TOOL_FORMAT,
+    ToolProgram,
+    check_template,
+)
 
 
 class DirectSelection(ToolProgram):

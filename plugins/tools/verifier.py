@@ -22,8 +22,18 @@ from __future__ import annotations
 
 import random
 
-from litforge.plugins.tools.base import (ACTION, ANSWER, CHOOSE, CONTRAST, NAME_PATTERN, REASON, SELECT_SLOTS,
-                                         TOOL_FORMAT, ToolProgram, check_template)
+from litforge.plugins.tools.base import (
+    ACTION,
+    ANSWER,
+    CHOOSE,
+    CONTRAST,
+    NAME_PATTERN,
+    REASON,
+    SELECT_SLOTS,
+    TOOL_FORMAT,
+    ToolProgram,
+    check_template,
+)
 
 from litforge.errors import require
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from litforge.datamodules.tool_data import (ToolEvalDataModule, ToolSelectDataModule, ToolSFTDataModule,
-                                           evaluation_inputs)
+from litforge.datamodules.tool_data import (
+    ToolEvalDataModule,
+    ToolSelectDataModule,
+    ToolSFTDataModule,
+    evaluation_inputs,
+)
 from litforge.datamodules.tool_tasks import SKILLS, TOPICS, ToolTask, toolselect_csv
 from litforge.plugins.tools import DirectSelection, ReasoningSelection, read_toolselect_csv
 

@@ -7,10 +7,10 @@ import json
 import random
 
 import pytest
+from litforge.plugins.tools import Tool, ToolLibrary, read_toolselect_csv
 from tool_helpers import weather_tools
 
 from litforge.data import DataError
-from litforge.plugins.tools import Tool, ToolLibrary, read_toolselect_csv
 
 GOOD = {"name": "fc", "description": "weather tomorrow by city",
         "parameters": [{"name": "city", "type": "string", "description": "the city"},

@@ -4,12 +4,18 @@ ranking and its top-2, the verification steps' prompts, the controls' pairs, par
 from __future__ import annotations
 
 import pytest
+from litforge.plugins.system2.base import Step
+from litforge.plugins.tools import (
+    DirectSelection,
+    ParameterVerification,
+    ReasoningSelection,
+    ToolLibrary,
+    ToolVerifier,
+    top_two,
+)
 from tool_helpers import bigram_llama, weather_tools
 
 from litforge.errors import ConfigError, UserError
-from litforge.plugins.system2.base import Step
-from litforge.plugins.tools import (DirectSelection, ParameterVerification, ReasoningSelection, ToolLibrary,
-                                    ToolVerifier, top_two)
 
 # after ":" a space; after the space "a" (3) > "c" (2) > "e" (1) > anything else (0); then the name's second letter
 TABLE = {":": {" ": 5.0}, " ": {"a": 3.0, "c": 2.0, "e": 1.0}, "a": {"b": 5.0}, "c": {"d": 5.0}, "e": {"f": 5.0}}
