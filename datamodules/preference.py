@@ -170,7 +170,7 @@ class JSONLPreferenceDataModule(FromSource, PreferenceDataModule):
 
     def to_pair(self, record: Record) -> Record:
         """Render any layout of the class docstring into a plain pair of strings (a plain pair is returned as is)."""
-        chosen, rejected = record.get("chosen"), record.get("rejected")
+        chosen = record.get("chosen")
         if isinstance(chosen, list) and len(chosen) > 1:
             return self.conversation_pair(record)
         if "prompt" not in record and "messages" not in record and isinstance(chosen, str):

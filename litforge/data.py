@@ -50,11 +50,13 @@ class Record(dict):
     `datasets` row (source, split and index). `columns` maps the fields litforge reads to the names the data gives
     them (a `columns:` mapping in YAML), so errors name the user's column."""
 
-    path: str
-    line: int | None = None
-    split: str | None = None
-    index: int | None = None
-    columns: dict[str, str] = {}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path: str = "<data>"
+        self.line: int | None = None
+        self.split: str | None = None
+        self.index: int | None = None
+        self.columns: dict[str, str] = {}
 
     def error(self, field: str | None, message: str) -> DataError:
         """A DataError pointing at this record."""

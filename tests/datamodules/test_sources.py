@@ -7,10 +7,10 @@ import os
 import datasets
 import lightning
 import pytest
+from litforge.datamodules import JSONLPreferenceDataModule, SFTDataModule, TextDataModule
 from torch.utils.data import IterableDataset
 
 from litforge.data import IGNORE_INDEX, DataError
-from litforge.datamodules import JSONLPreferenceDataModule, SFTDataModule, TextDataModule
 from litforge.errors import ConfigError
 from litforge.tokenizer import byte_level_tokenizer
 
@@ -183,8 +183,8 @@ class CountingSFT(SFTDataModule):
 
 def test_a_second_run_reads_the_tokenized_cache_instead_of_tokenizing(tmp_path):
     path = write(tmp_path / "s.parquet", QA * 3)
-    settings = dict(train_path=path, columns={"prompt": "question", "response": "answer"},
-                    cache_dir=str(tmp_path / "cache"), max_length=64)
+    settings = {"train_path": path, "columns": {"prompt": "question", "response": "answer"},
+                "cache_dir": str(tmp_path / "cache"), "max_length": 64}
     first = CountingSFT(**settings)
     first.setup("fit")
     assert CountingSFT.encoded == 6
@@ -234,8 +234,8 @@ def steps(data, loader, count=None):
 
 def test_streaming_resumes_at_the_exact_next_batch(tmp_path):
     rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(10)]
-    settings = dict(train_path=write(tmp_path / "s.jsonl", rows), streaming=True, shuffle_buffer=4, batch_size=3,
-                    cache_dir=str(tmp_path / "cache"), max_length=32)
+    settings = {"train_path": write(tmp_path / "s.jsonl", rows), "streaming": True, "shuffle_buffer": 4,
+                "batch_size": 3, "cache_dir": str(tmp_path / "cache"), "max_length": 32}
     data = SFTDataModule(**settings)
     data.setup("fit")
     assert isinstance(data.splits["train"], IterableDataset)
