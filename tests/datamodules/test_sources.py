@@ -280,7 +280,7 @@ def test_cli_fits_dpo_nll_on_a_parquet_preference_file(tmp_path):
     config = tiny_run_config(tmp_path / "run", max_steps=4)
     config["trainer"]["callbacks"] = config["trainer"]["callbacks"][:1]
     config["model"] = {"class_path": "DPONLL", "init_args": config["model"]["init_args"] | {
-        "beta": 0.1, "alpha": 1.0, "reference": {"class_path": "FrozenCopy"}}}
+        "beta": 0.1, "alpha": 1.0, "reference": {"class_path": "PrecomputedReference"}}}
     config["data"] = {"class_path": "JSONLPreferenceDataModule", "init_args": {
         "train_path": path, "val_path": path, "splits": {"train": "train[:8]", "val": "train[8:]"},
         "columns": {"prompt": "question", "chosen": "good", "rejected": "bad"},
