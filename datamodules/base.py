@@ -139,7 +139,8 @@ class FromSource:
             max_steps, as a stream has no length).
         shuffle_buffer: samples in the shuffle buffer of a streamed training split.
         subset: the configuration name of a hub data set.
-        cache_dir: where `datasets` keeps Arrow copies and tokenized caches (None: HF_DATASETS_CACHE).
+        cache_dir: where `datasets` keeps Arrow copies and tokenized caches (None: HF_DATASETS_CACHE, and for a
+            `save_to_disk` folder, inside it).
         **kwargs: see the datamodule this is mixed into.
     """
 

@@ -51,7 +51,8 @@ class DataSource:
         columns: litforge field -> the column that holds it (e.g. {"prompt": "question"}).
         streaming: read `datasets` sources lazily (IterableDataset) instead of into memory-mapped Arrow.
         subset: the configuration of a hub data set (`load_dataset(path, name=subset)`).
-        cache_dir: where `datasets` keeps its Arrow copies and tokenized caches (None: HF_DATASETS_CACHE).
+        cache_dir: where `datasets` keeps its Arrow copies and the tokenized caches (None: HF_DATASETS_CACHE, and
+            the tokenized cache of a `save_to_disk` folder inside that folder).
     """
 
     def __init__(self, paths: dict[str, str | None], splits: dict[str, str] | None = None,
@@ -179,8 +180,13 @@ class DataSource:
                 remove = list(next(iter(rows)))
             return rows.map(batch, batched=True, batch_size=MAP_BATCH, with_indices=True, remove_columns=remove)
         fingerprint = _hash([rows._fingerprint, settings, self.columns])
+        cache_file = None  # datasets' choice: beside the source's Arrow files (inside a save_to_disk folder)
+        if self.cache_dir is not None:
+            Path(self.cache_dir, "tokenized").mkdir(parents=True, exist_ok=True)
+            cache_file = str(Path(self.cache_dir, "tokenized", f"{fingerprint}.arrow"))
         return rows.map(batch, batched=True, batch_size=MAP_BATCH, with_indices=True, remove_columns=remove,
-                        new_fingerprint=fingerprint, desc=f"tokenizing {source} [{split_name}]")
+                        new_fingerprint=fingerprint, cache_file_name=cache_file,
+                        desc=f"tokenizing {source} [{split_name}]")
 
 
 class StreamingDataLoader(DataLoader):

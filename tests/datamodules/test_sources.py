@@ -85,6 +85,12 @@ def test_slices_of_one_file_serve_train_and_val(tmp_path):
     assert (len(data.splits["train"]), len(data.splits["val"])) == (8, 2)
 
 
+def test_jsonl_rows_take_the_column_mapping_and_errors_name_the_users_field(tmp_path):
+    path = write(tmp_path / "s.jsonl", [QA[0], {"question": "x", "answer": ""}])
+    with pytest.raises(DataError, match=r"s.jsonl:2: field 'answer': is empty"):
+        SFTDataModule(train_path=path, columns={"prompt": "question", "response": "answer"}).setup("fit")
+
+
 def test_chat_messages_render_exactly_as_the_tokenizers_apply_chat_template(tmp_path):
     tokenizer = byte_level_tokenizer()
     tokenizer.chat_template = CHATML
@@ -198,6 +204,17 @@ def test_a_second_run_reads_the_tokenized_cache_instead_of_tokenizing(tmp_path):
     assert list(second.splits["train"]) == list(first.splits["train"])
     CountingSFT(**settings | {"max_length": 63}).setup("fit")  # another setting: tokenized anew
     assert CountingSFT.encoded == 12
+    assert len(list((tmp_path / "cache" / "tokenized").glob("*.arrow"))) == 2
+
+
+def test_a_saved_dataset_keeps_its_folder_clean_when_given_a_cache_dir(tmp_path):
+    path = write(tmp_path / "saved", QA)
+    data = SFTDataModule(train_path=path, columns={"prompt": "question", "response": "answer"},
+                         cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    assert [f["filename"] for f in data.splits["train"].cache_files] == [
+        str(next((tmp_path / "cache" / "tokenized").glob("*.arrow")))]
+    assert not list((tmp_path / "saved").rglob("cache-*"))
 
 
 def test_text_from_parquet_packs_like_jsonl(tmp_path):
