@@ -78,7 +78,12 @@ def run_all(commands: list[tuple[list[str], Path]], workers: int) -> list[dict[s
         print("$ " + shlex.join(args) + f"   (in {cwd})", flush=True)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_run_in_process, args, str(cwd)) for args, cwd in commands]
-        return [future.result() for future in futures]
+        results = []
+        for (args, cwd), future in zip(commands, futures):
+            results.append(future.result())
+            logged = {name: round(value, 3) for name, value in results[-1].items() if name.startswith("val")}
+            print(f"  done in {cwd.name}: {args[1]} {' '.join(args[-3:-2])} -> {logged}", flush=True)
+        return results
 
 
 def cell(results: list[dict[str, float]], name: str, digits: int = 3) -> str:
