@@ -34,14 +34,15 @@ class TinyModel(Backbone):
         intermediate_size: FFN width (None = 4 x hidden_size).
         max_position_embeddings: longest sequence the model is built for.
         seed: seed of the random initialisation, so two runs build the same weights.
-        attn_implementation: "sdpa" or "eager" (position plugins register their own).
+        attn_implementation: "sdpa" or "eager" (position plugins register their own); None = the family's default
+            in transformers (SDPA where the family has it, eager for Gemma 2).
         config: any further config fields, passed to the config class as they are.
     """
 
     def __init__(self, model_type: str = "llama", hidden_size: int = 128, num_hidden_layers: int = 2,
                  num_attention_heads: int = 4, num_key_value_heads: int | None = None,
                  intermediate_size: int | None = None, max_position_embeddings: int = 512, seed: int = 0,
-                 attn_implementation: str = "sdpa", config: dict[str, Any] | None = None):
+                 attn_implementation: str | None = None, config: dict[str, Any] | None = None):
         require(model_type in CONFIG_MAPPING, "model_type", f"unknown model_type {model_type!r}; closest: "
                 + ", ".join(difflib.get_close_matches(model_type, list(CONFIG_MAPPING), n=5) or ["none"]))
         self.model_type = model_type

@@ -45,11 +45,14 @@ def test_tiny_model_is_seeded_and_sized(tokenizer, tiny_backbone):
     assert not torch.equal(first.lm_head.weight, other.lm_head.weight)
 
 
-@pytest.mark.parametrize("model_type", ["mistral", "qwen2"])
-def test_tiny_model_builds_other_families(tokenizer, model_type):
+@pytest.mark.parametrize("model_type, attention", [("llama", "sdpa"), ("mistral", "sdpa"), ("qwen2", "sdpa"),
+                                                   ("qwen3", "sdpa"), ("gemma2", "eager"), ("gemma3_text", "sdpa"),
+                                                   ("phi3", "sdpa")])
+def test_tiny_model_builds_other_families(tokenizer, model_type, attention):
     model = TinyModel(model_type=model_type, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).build(
         len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     assert model.config.model_type == model_type
+    assert model.config._attn_implementation == attention  # the family's own default (Gemma 2 has no SDPA)
     assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 259)
 
 
