@@ -330,3 +330,17 @@ def test_a_streamed_fit_killed_mid_epoch_or_at_its_end_resumes_exactly(tmp_path)
     expected = straight(tmp_path, config)
     for step in (2, 4):
         assert_same_run(expected, killed_and_resumed(tmp_path, f"killed{step}", step, config))
+
+
+@pytest.mark.parametrize("build, rows, shape", [
+    (JSONLPreferenceDataModule, HH * 4, (4, 61)),  # 2 pairs x chosen, rejected; bos + 54-char prompt + " five" + eos
+    (TextDataModule, [{"text": "hello world " * 10}] * 5, (2, 16)),
+])
+def test_preference_and_text_modules_stream_too(tmp_path, build, rows, shape):
+    # (a .jsonl file: datasets 5 sleeps 5 s at the end of a shuffled parquet stream, apache/arrow#45214)
+    data = build(train_path=write(tmp_path / "rows.jsonl", rows), streaming=True, batch_size=2, max_length=16
+                 if build is TextDataModule else 64, cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    batches = steps(data, data.train_dataloader())
+    assert (len(batches[0]), len(batches[0][0])) == shape
+    assert len(batches) == (2 if build is JSONLPreferenceDataModule else 19)  # 38 blocks of 16 tokens
