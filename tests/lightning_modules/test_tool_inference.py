@@ -1,5 +1,6 @@
-"""ToolInference end to end through the CLI: the shipped configs at a tiny length (fit, export, validate on the seen
-and unseen sets and on the ToolSelect-shaped example), every metric logged per set."""
+"""ToolInference: rows with top-2 recall and parameters filled for the gold tool (on a bigram Llama), and end to end
+through the CLI: the shipped configs at a tiny length (fit, export, validate on the seen and unseen sets and on the
+ToolSelect-shaped example), every metric logged per set."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import csv
 
 import pytest
 from helpers import REPO, run_litforge
+from litforge.lightning_modules.tool_inference import ToolInference
+from litforge.plugins.tools import ParameterVerification, ToolVerifier
+from tool_helpers import bigram_llama, weather_tools
 
 CONFIGS = REPO / "configs" / "toolverifier"
 TINY = ["--trainer.max_steps=3", "--data.init_args.num_train=48", "--data.init_args.batch_size=8",
@@ -34,3 +38,20 @@ def test_sft_export_and_validate_log_every_metric_per_set(tmp_path):
                "--trainer.enable_progress_bar=false"]
     selected = run_litforge(["validate", "--config", str(CONFIGS / "toolselect.yaml"), *example], cwd=tmp_path).stdout
     assert "val/accuracy" in selected and "val/top2_recall" in selected
+
+
+def test_rows_carry_top2_recall_and_parameters_are_filled_for_the_gold_tool(tokenizer):
+    # the model's likeliest names: " ab" > " cd" > " ef"; every reply (and every filling) is " ab"
+    table = {":": {" ": 5.0}, "=": {" ": 5.0}, " ": {"a": 3.0, "c": 2.0, "e": 1.0}, "a": {"b": 5.0}}
+    tools = {tool.name: tool for tool in weather_tools()}
+    module = ToolInference(program=ToolVerifier(), max_new_tokens=8,
+                           parameter_program=ParameterVerification(samples=1, fill_temperature=0.0))
+    module.model = bigram_llama(tokenizer, table)
+    items = [{"question": "q1", "candidates": [tools[n] for n in ("ef", "cd", "ab")], "label": "ef",
+              "arguments": {"city": "ab"}},
+             {"question": "q2", "candidates": [tools[n] for n in ("gh", "cd", "ab")], "label": "cd",
+              "arguments": {"country": "Oslo"}}]
+    rows = module.answer(items, batch_idx=0)
+    assert [(r["answer"], r["correct"], r["top2_recall"]) for r in rows] == [("ab", False, False), ("ab", False, True)]
+    filled = module.fill(items, batch_idx=0)
+    assert [f["correct"] for f in filled] == [True, False] and [f["tokens"] for f in filled] == [3, 3]
