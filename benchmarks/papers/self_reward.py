@@ -14,7 +14,8 @@ in its own working directory; the seed overrides, all printed, are `--seed_every
 seed, the datamodules' seed (batch order) and the self-rewarding model's generation and judging seed. Questions
 (`task_seed`) are the same for every seed. Numbers are what each run logs in `iterations/final.json`: held-out
 accuracy (greedy, 100 questions) and the judge's exact agreement with the true 0-5 grade of 120 fixed responses
-(a constant judge agrees on about 0.17).
+(a constant judge agrees on about 0.17). The last column reads the pairs each iteration trained on: how many put a
+response with the correct final answer over one without (the order the oracle always gives), and how many the reverse.
 
 Departures from the paper: a 128-wide 2-layer Llama on synthetic arithmetic with a 5-point rubric the seed learns
 from EFT data; the seed's SFT stops at a target validation accuracy rather than after a fixed length; 2 iterations
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 from common import PINNED_ENV, ROOT, cli_command, machine_report, markdown_table, mean_range, run_many, save_json
+from litforge.datamodules.arithmetic import extract_answer
 
 CONFIGS = ROOT / "configs" / "self_reward"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,12 +46,25 @@ def config(name: str) -> str:
     return str(CONFIGS / f"{name}.yaml")
 
 
-def read_final(path: Path) -> dict[str, list[float]]:
-    """Held-out accuracy, judge agreement (M0..M2) and pairs built (per iteration) from a run's final.json."""
+def read_final(path: Path) -> dict[str, list]:
+    """Held-out accuracy, judge agreement (M1..M3), pairs built and their order (per iteration) from a run's
+    final.json and the iter_<k>.jsonl pairs beside it."""
     summary = json.loads(path.read_text())
     models = [summary["iterations"][str(k)] for k in range(ITERATIONS)] + [summary]
     return {"accuracy": [m["heldout_score"] for m in models], "agreement": [m["judge_agreement"] for m in models],
-            "pairs": [summary["iterations"][str(k)]["pairs"] for k in range(ITERATIONS)]}
+            "pairs": [summary["iterations"][str(k)]["pairs"] for k in range(ITERATIONS)],
+            "order": [pair_order(path.with_name(f"iter_{k}.jsonl")) for k in range(ITERATIONS)]}
+
+
+def pair_order(path: Path) -> list[int]:
+    """[right, wrong]: pairs whose chosen response has the correct final answer and the rejected one not, and the
+    reverse (the rest have both or neither correct): how well the judge ordered the policy's own samples."""
+    right = wrong = 0
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        chosen, rejected = (extract_answer(row[key]) == int(row["reference"]) for key in ("chosen", "rejected"))
+        right, wrong = right + (chosen and not rejected), wrong + (rejected and not chosen)
+    return [right, wrong]
 
 
 def seed_steps(directory: Path) -> int:
@@ -101,14 +116,20 @@ def main() -> None:
     per_seed = {name: [read_final(cwd / final) for cwd, _ in jobs] for name, jobs in runs.items()}
 
     own, control = per_seed["self-rewarding"], per_seed["oracle judge"]
+    def per_iteration(k: int) -> list[str]:
+        if k == ITERATIONS:
+            return ["", ""]
+        built = " / ".join(f"{sum(r['pairs'][k] for r in rows) / len(rows):.0f}" for rows in (own, control))
+        return [built, " / ".join(f"{sum(r['order'][k][i] for r in own) / len(own):.0f}" for i in (0, 1))]
+
     table = [[f"M{k + 1}" + (" (seed)" if k == 0 else ""), mean_range([r["accuracy"][k] for r in own]),
               mean_range([r["agreement"][k] for r in own]), mean_range([r["accuracy"][k] for r in control]),
-              " / ".join(f"{sum(r['pairs'][k] for r in rows) / len(rows):.0f}" for rows in (own, control))
-              if k < ITERATIONS else ""] for k in range(ITERATIONS + 1)]
+              *per_iteration(k)] for k in range(ITERATIONS + 1)]
     print(f"\nSelf-rewarding miniature: seeds {options.seeds}, mean (min–max) over seeds; "
           f"{time.time() - started:.0f} s with {options.workers} runs at a time\n")
     print(markdown_table(["model", "held-out accuracy (self-judged)", "judge agreement (self-judged)",
-                          "held-out accuracy (oracle judge)", "pairs built (self / oracle)"], table))
+                          "held-out accuracy (oracle judge)", "pairs built (self / oracle)",
+                          "self-judged pairs: correct over wrong / wrong over correct"], table))
     steps = [seed_steps(dirs[s]) for s in options.seeds]
     print("\nPer seed (M1 -> M2 -> M3):")
     for s, trained, mine, theirs in zip(options.seeds, steps, own, control):
