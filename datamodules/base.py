@@ -64,35 +64,12 @@ class LMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """This rank's shard of the training samples in a seeded, resumable shuffle (see `litforge.sampling`)."""
         data = self.splits["train"]
-        if isinstance(data, IterableDataset):
-            return self._streaming_loader(data)
         if self.trainer is not None and self.trainer.overfit_batches:  # debug mode: the first batches, in order
             return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)
         shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None  # None: one process
         sampler = ResumableSampler(data, seed=self.seed, **(shard or {}))
         return ResumableDataLoader(data, sampler, batch_size=self.batch_size, collate_fn=self.collate,
                                    num_workers=self.num_workers)
-
-    def _streaming_loader(self, data: IterableDataset) -> DataLoader:
-        """The training loader of a streamed split: one process, no worker processes (see `StreamingDataLoader`)."""
-        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
-        if (shard or {}).get("num_replicas", 1) > 1:
-            raise ConfigError("streaming", "a streamed split trains on one process only (ranks given unequal shards "
-                                           "by split_dataset_by_node would hang DDP at the end of an epoch); set "
-                                           "streaming: false: a non-streamed split stays memory-mapped Arrow on "
-                                           "disk, so a set larger than memory still trains")
-        if self.num_workers:
-            raise ConfigError("num_workers", "must be 0 with streaming: true (the resume point counts the batches "
-                                             "handed out in stream order)")
-        self.stream = StreamingDataLoader(data, seed=self.seed, buffer_size=self.shuffle_buffer,
-                                          batch_size=self.batch_size, collate_fn=self.collate)
-        return self.stream
-
-    def on_before_batch_transfer(self, batch, dataloader_idx):
-        """A streamed training batch is consumed here, when its step takes it (see `StreamingDataLoader`)."""
-        if isinstance(batch, dict) and StreamingDataLoader.TAG in batch:
-            return self.stream.consumed(batch)
-        return batch
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_loaders("val")
@@ -113,7 +90,8 @@ class LMDataModule(L.LightningDataModule):
         shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         ranks = (shard or {}).get("num_replicas", 1) if metrics else 1
         for name, samples in zip(self.names(split), sets):
-            if not isinstance(samples, IterableDataset) and len(samples) < ranks:  # a rank holding only padding repeats would log nothing for the set
+            # a rank holding only padding repeats would log nothing for the set (a stream runs on one process)
+            if not isinstance(samples, IterableDataset) and len(samples) < ranks:
                 raise ConfigError("data", f"the {split} set {name or split!r} has {len(samples)} samples, fewer than "
                                           f"the {ranks} processes that share it")
         loaders = [DataLoader(samples, batch_size=self.val_batch_size, shuffle=False, collate_fn=self.collate,
@@ -157,3 +135,28 @@ class FromSource:
         """What decides how a row is tokenized besides the row: names the tokenized cache (with the source)."""
         return {"class": type(self).__qualname__, "code": code_fingerprint(type(self)),
                 "tokenizer": tokenizer_fingerprint(self.tokenizer), "max_length": self.max_length} | settings
+
+    def train_dataloader(self) -> DataLoader:
+        """A streamed training split's loader (one process, no worker processes; see `StreamingDataLoader`), else
+        `LMDataModule`'s resumable shuffle."""
+        data = self.splits["train"]
+        if not isinstance(data, IterableDataset):
+            return super().train_dataloader()
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if (shard or {}).get("num_replicas", 1) > 1:
+            raise ConfigError("streaming", "a streamed split trains on one process only (ranks given unequal shards "
+                                           "by split_dataset_by_node would hang DDP at the end of an epoch); set "
+                                           "streaming: false: a non-streamed split stays memory-mapped Arrow on "
+                                           "disk, so a set larger than memory still trains")
+        if self.num_workers:
+            raise ConfigError("num_workers", "must be 0 with streaming: true (workers would split the stream by its "
+                                             "shards, out of the order a resumed fit replays)")
+        self.stream = StreamingDataLoader(data, seed=self.seed, buffer_size=self.shuffle_buffer,
+                                          batch_size=self.batch_size, collate_fn=self.collate)
+        return self.stream
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        """A streamed training batch is consumed here, when its step takes it (see `StreamingDataLoader`)."""
+        if isinstance(batch, dict) and StreamingDataLoader.TAG in batch:
+            return self.stream.consumed(batch)
+        return batch
