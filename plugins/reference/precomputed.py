@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 from lightning import LightningModule
+from litforge.plugins.reference.base import ReferenceSource, reference_mode
 from torch.utils.data import DataLoader
 
 from litforge.data import atomic_path
-from litforge.plugins.reference.base import ReferenceSource, reference_mode
+from litforge.errors import ConfigError
 
 
 class PrecomputedReference(ReferenceSource):
@@ -50,6 +51,10 @@ class PrecomputedReference(ReferenceSource):
         val = datamodule.val_dataloader()
         for index, loader in enumerate(val if isinstance(val, list) else [val]):
             loaders[f"val{index}"] = loader
+        for key, loader in loaders.items():
+            if not hasattr(loader.dataset, "__len__"):
+                raise ConfigError("reference", f"PrecomputedReference needs a {key} split with a length, and a "
+                                               "streamed split has none: use FrozenCopy with streaming: true")
         folder = Path(self.cache_dir or Path(module.trainer.log_dir or module.trainer.default_root_dir)
                       / "reference_logprobs")
         table = {}
