@@ -1,4 +1,7 @@
-"""Datamodules: file and `datasets` readers and seeded synthetic tasks. Importing the package makes their short names work in YAML."""
+"""Datamodules: file and `datasets` readers and seeded synthetic tasks.
+
+Importing the package makes their short names work in YAML.
+"""
 
 from litforge.datamodules.arithmetic_data import (ArithmeticPreferenceDataModule, ArithmeticSFTDataModule,
                                                   SelfRewardSeedDataModule)
