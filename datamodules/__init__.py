@@ -22,11 +22,12 @@ from litforge.datamodules.text import SyntheticTextDataModule, TextDataModule
 from litforge.datamodules.tool_data import ToolEvalDataModule, ToolSelectDataModule, ToolSFTDataModule
 from litforge.datamodules.tool_tasks import ToolTask
 
-__all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "ArithmeticSFTDataModule",
-           "BiographyReversalDataModule", "CountingDataModule", "DomainDataModule", "FlipFlopDataModule",
-           "IterativeDataModule", "JSONLIterativeDataModule", "JSONLPreferenceDataModule",
-           "LMDataModule", "LengthBiasedPreferenceDataModule", "LengthBiasedSFTDataModule",
-           "LengthInstructedDataModule", "MixedDomainDataModule", "PreferenceDataModule", "ReversalTextDataModule",
+__all__ = ["ArithmeticIterativeDataModule", "ArithmeticPreferenceDataModule", "ArithmeticSFTDataModule", "BSMTask",
+           "BiographyReversalDataModule", "CoTTask", "CountingDataModule", "DomainDataModule", "FlipFlopDataModule",
+           "IterativeDataModule", "JSONLIterativeDataModule", "JSONLPreferenceDataModule", "LMDataModule",
+           "LengthBiasedPreferenceDataModule", "LengthBiasedSFTDataModule", "LengthInstructedDataModule",
+           "MixedDomainDataModule", "PreferenceDataModule", "RaRTask", "ReversalTextDataModule", "S2ATask",
            "SFTDataModule", "SelectiveCopyDataModule", "SelfRewardSeedDataModule", "SymbolicReversalDataModule",
-           "SyntheticTextDataModule", "TextDataModule", "ToolEvalDataModule", "ToolSFTDataModule",
-           "ToolSelectDataModule", "ToolTask"]
+           "SyntheticTextDataModule", "System2DistillDataModule", "System2InputsDataModule", "System2SeedDataModule",
+           "System2Task", "TextDataModule", "ToolEvalDataModule", "ToolSFTDataModule", "ToolSelectDataModule",
+           "ToolTask"]

@@ -15,4 +15,5 @@ from litforge.lightning_modules.system2_inference import System2Inference
 from litforge.lightning_modules.tool_inference import ToolInference
 
 __all__ = ["CausalLM", "CoPELM", "DPONLL", "IterativeCringe", "IterativeRPO", "LiftDPO", "MoECausalLM",
-           "PairwiseCringe", "PreferenceModule", "ReverseLM", "SelfRewarding", "ToolInference"]
+           "PairwiseCringe", "PreferenceModule", "ReverseLM", "SelfRewarding", "System2Distillation",
+           "System2Inference", "ToolInference"]
