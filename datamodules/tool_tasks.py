@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import random
 import string
@@ -92,11 +93,12 @@ class ToolTask:
         distractor: share of requests that add a distractor place of the same kind.
         library_seed: seed of the tool names and of the held-out siblings (a fixed library across run seeds).
         rename: show every input's candidates under fresh random names (drawn with the input's generator).
+        name_length: letters of a fresh name (1: a single byte-level token to copy).
         skill_weights: relative shares of the SFT skills, in the order of SKILLS.
     """
 
     def __init__(self, candidates: int = 4, hard: int = 2, unseen_families: int = 2, distractor: float = 0.5,
-                 library_seed: int = 0, rename: bool = True,
+                 library_seed: int = 0, rename: bool = True, name_length: int = 3,
                  skill_weights: tuple[float, ...] = (1, 1, 1, 1, 1, 1, 0.5, 0.5)):
         if not 2 <= candidates <= 12:
             raise ValueError(f"candidates must be in 2..12, got {candidates}")
@@ -104,10 +106,12 @@ class ToolTask:
             raise ValueError(f"skill_weights needs {len(SKILLS)} weights ({', '.join(SKILLS)})")
         self.size, self.hard, self.distractor = candidates, hard, distractor
         self.skill_weights, self.rename = tuple(skill_weights), rename
-        self.codes = [a + b + c for a in string.ascii_lowercase for b in string.ascii_lowercase
-                      for c in string.ascii_lowercase]
+        if not 1 <= name_length <= 3:
+            raise ValueError(f"name_length must be 1, 2 or 3, got {name_length}")
+        letters = string.ascii_lowercase
+        self.codes = ["".join(code) for code in itertools.product(letters, repeat=name_length)]
         rng = random.Random(library_seed)
-        codes = rng.sample(self.codes, 6 * len(TOPICS))
+        codes = rng.sample(["".join(code) for code in itertools.product(letters, repeat=3)], 6 * len(TOPICS))
         tools, unseen = [], set()
         for f, topic in enumerate(TOPICS):
             family = []
