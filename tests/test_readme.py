@@ -42,6 +42,7 @@ PIPELINES = {
     "lift_dpo": ("configs/lift_dpo/",),
     "btx": ("configs/btx/",),
     "system2": ("configs/system2/",),
+    "toolverifier": ("configs/toolverifier/",),
 }
 NEEDS_GPU = ("configs/strategy/fsdp_gpu.yaml",)
 
