@@ -62,8 +62,9 @@ LONGEST_FIRST = ("test_pipeline_runs_as_written", "test_equivalence")
 
 
 def pytest_collection_modifyitems(items):
-    """Longest tests first (README pipelines, the strategy equivalence run, then the other slow ones): under xdist
-    the two workers then split them, instead of one worker finishing a pipeline alone at the end."""
+    """Longest tests first (README pipelines, the strategy equivalence run, then the other slow ones). With README's
+    `--dist worksteal` an idle worker takes queued tests from a busy one, so what is left at the end is short; under
+    the default `load` schedule one worker kept most pipelines in its queue and finished them alone."""
     def rank(item) -> int:
         if any(name in item.nodeid for name in LONGEST_FIRST):
             return 0
