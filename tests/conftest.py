@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Under pytest-xdist (README's `-n 2`) each worker gets its share of the cores, and so do the processes it starts
+# Under pytest-xdist (README's `-n auto`) each worker gets its share of the cores, and so do the processes it starts
 # (CLI runs, DDP ranks): tests running side by side then never oversubscribe the machine.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
