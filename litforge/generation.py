@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from litforge.data import IGNORE_INDEX
+from litforge.data import IGNORE_INDEX, Collator
 from litforge.losses import sequence_logprobs
 
 
@@ -194,19 +194,16 @@ def continuation_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
         context = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
         target = tokenizer(continuation, add_special_tokens=False)["input_ids"] if continuation else []
         rows.append((context + target, [IGNORE_INDEX] * len(context) + target))
+    collate = Collator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     scores: list[float] = []
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            width = max(len(ids) for ids, _ in chunk)
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk], device=device)
-            labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in chunk], device=device)
-            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk], device=device)
-            logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
-            summed, _ = sequence_logprobs(logits, labels)  # (batch,)
+            batch = collate([{"input_ids": ids, "labels": labels} for ids, labels in rows[start:start + batch_size]])
+            batch = {key: value.to(device) for key, value in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            summed, _ = sequence_logprobs(logits, batch["labels"])  # (batch,)
             scores += summed.tolist()
     finally:
         model.train(was_training)

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.errors import ConfigError, require
 from litforge.generation import generate
+from litforge.tokenizer import user_turn
 
 INPUT_SLOTS = frozenset({"question", "context", "input"})
 PAIR_SLOTS = frozenset({"question", "response_a", "response_b"})
@@ -172,6 +173,5 @@ class System2Program:
         """The text the model reads for a prompt: through the chat template as one user turn when `chat` is set
         and the tokenizer has a template, else the prompt itself."""
         if self.chat and getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                 tokenize=False)
+            return user_turn(tokenizer, prompt)
         return prompt
