@@ -101,9 +101,11 @@ class Step:
         self.calls = 0
         self.prompt_tokens = 0  # prompt tokens read over all steps (bos and chat markup included)
 
-    def __call__(self, name: str | list[str], prompts: list[str], rows: list[int] | None = None) -> list[str]:
-        """The reply to each prompt; `rows[k]` is the row prompt k belongs to (default: prompt k is row k) and
-        `name` the step name (one for all, or one per prompt when a row has several prompts in one step)."""
+    def __call__(self, name: str | list[str], prompts: list[str], rows: list[int] | None = None,
+                 temperature: float | None = None) -> list[str]:
+        """The reply to each prompt; `rows[k]` is the row prompt k belongs to (default: prompt k is row k),
+        `name` the step name (one for all, or one per prompt when a row has several prompts in one step) and
+        `temperature` this call's sampling temperature (None: the run's)."""
         rows = list(range(len(prompts))) if rows is None else rows
         names = [name] * len(prompts) if isinstance(name, str) else name
         if not prompts:
@@ -113,8 +115,9 @@ class Step:
         # a chat template usually writes bos itself: never add a second one
         add_bos = not (bos and any(text.startswith(bos) for text in texts))
         out = generate(self.model, self.tokenizer, texts, n=1, max_new_tokens=self.max_new_tokens,
-                       temperature=self.temperature, stop=self.program.stop, seed=self.seed + self.calls,
-                       batch_size=self.batch_size, add_bos=add_bos)
+                       temperature=self.temperature if temperature is None else temperature,
+                       stop=self.program.stop, seed=self.seed + self.calls, batch_size=self.batch_size,
+                       add_bos=add_bos)
         self.calls += 1
         self.prompt_tokens += out.prompt_tokens
         for row, step_name, prompt, ids in zip(rows, names, prompts, out.token_ids):

@@ -11,7 +11,7 @@ Departures from the paper:
        `samples` sampled fillings (ties: the value sampled first), so `samples: 1` with `fill_temperature: 0` is plain
        greedy filling and `verify: false` is self-consistency over the fillings.
     2. The fill step samples at `fill_temperature` whatever the run's temperature (the verification steps use the
-       run's); the step's temperature is set for that one call and restored.
+       run's).
 """
 
 from __future__ import annotations
@@ -80,11 +80,8 @@ class ParameterVerification(System2Program):
     def solve(self, items, step):
         slots = [self.slots(item) for item in items]
         rows = [row for _ in range(self.samples) for row in range(len(items))]
-        temperature, step.temperature = step.temperature, self.fill_temperature
-        try:
-            fills = step("fill", [self.fill_template.format(**slots[row]) for row in rows], rows)
-        finally:
-            step.temperature = temperature
+        fills = step("fill", [self.fill_template.format(**slots[row]) for row in rows], rows,
+                     temperature=self.fill_temperature)
         values: list[list[str | None]] = [[] for _ in items]
         for row, fill in zip(rows, fills):
             values[row].append(self.parse(fill))
