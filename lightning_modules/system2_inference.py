@@ -95,14 +95,17 @@ class System2Inference(PerSetMetrics, LitforgeModule):
         batch = [batch[row] for row in kept_rows(self, batch_idx, dataloader_idx, len(batch)).tolist()]
         if not batch:
             return
-        rows = self.answer(batch, batch_idx)
+        self.log_rows(batch, self.answer(batch, batch_idx), batch_idx, dataloader_idx)
+
+    test_step = validation_step
+
+    def log_rows(self, batch: list[dict], rows: list[dict[str, Any]], batch_idx: int, dataloader_idx: int) -> None:
+        """Log a validation batch's metrics from its prediction rows (one per input of `batch`)."""
         self.log_per_set("tokens_per_item", torch.tensor([float(r["tokens"]) for r in rows]), dataloader_idx)
         self.log_per_set("unparsable", torch.tensor([float(r["answer"] is None) for r in rows]), dataloader_idx)
         labelled = [float(r["correct"]) for r in rows if "correct" in r]
         if labelled:
             self.log_per_set("accuracy", torch.tensor(labelled), dataloader_idx, prog_bar=True)
-
-    test_step = validation_step
 
     def on_predict_epoch_start(self) -> None:
         self.predictions = []

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from litforge.lightning_modules.set_metrics import kept_rows
 from litforge.lightning_modules.system2_inference import System2Inference
 from litforge.plugins.system2.base import SEEDS_PER_RUN, is_correct
 from litforge.plugins.tools.parameters import ParameterVerification
@@ -64,16 +63,8 @@ class ToolInference(System2Inference):
         return [{"correct": is_correct(samples[0].answer, item), "tokens": samples[0].tokens}
                 for item, samples in zip(inputs, outputs)]
 
-    def validation_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:
-        batch = [batch[row] for row in kept_rows(self, batch_idx, dataloader_idx, len(batch)).tolist()]
-        if not batch:
-            return
-        rows = self.answer(batch, batch_idx)
-        self.log_per_set("tokens_per_item", torch.tensor([float(r["tokens"]) for r in rows]), dataloader_idx)
-        self.log_per_set("unparsable", torch.tensor([float(r["answer"] is None) for r in rows]), dataloader_idx)
-        labelled = [float(r["correct"]) for r in rows if "correct" in r]
-        if labelled:
-            self.log_per_set("accuracy", torch.tensor(labelled), dataloader_idx, prog_bar=True)
+    def log_rows(self, batch, rows, batch_idx, dataloader_idx):
+        super().log_rows(batch, rows, batch_idx, dataloader_idx)
         recalls = [float(r["top2_recall"]) for r in rows if "top2_recall" in r]
         if recalls:
             self.log_per_set("top2_recall", torch.tensor(recalls), dataloader_idx)
@@ -84,5 +75,3 @@ class ToolInference(System2Inference):
                                  dataloader_idx)
                 self.log_per_set("parameter_tokens", torch.tensor([float(f["tokens"]) for f in filled]),
                                  dataloader_idx)
-
-    test_step = validation_step
