@@ -11,7 +11,7 @@ from typing import Any
 
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.system2_distill import encode_rows
-from litforge.datamodules.system2_inputs import as_list
+from litforge.datamodules.system2_inputs import System2InputsDataModule, as_list
 from litforge.datamodules.tool_tasks import ToolTask
 from litforge.plugins.tools.library import read_toolselect_csv
 
@@ -92,20 +92,15 @@ class ToolEvalDataModule(LMDataModule):
         return evaluation_inputs(self.task, self.num_seen, self.num_unseen, self.task_seed)
 
 
-class ToolSelectDataModule(LMDataModule):
+class ToolSelectDataModule(System2InputsDataModule):
     """Serves a ToolSelect-shaped CSV (`query,tools,tool,arguments`, see `plugins/tools/library.py`) for `validate`
     (as "val") and `predict`/`test` (as "test"); every row is checked before any generation.
 
     Args:
         path: the CSV file.
-        batch_size: inputs per step.
-        **kwargs: see `LMDataModule` (tokenizer: the model's local tokenizer directory).
+        **kwargs: see `System2InputsDataModule` (batch_size: inputs per step; tokenizer: the model's local tokenizer
+            directory).
     """
-
-    def __init__(self, path: str, batch_size: int = 64, **kwargs):
-        super().__init__(batch_size=batch_size, **kwargs)
-        self.path = path
-        self.collate = as_list
 
     def load(self, split):
         if split == "train":
