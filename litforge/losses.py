@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from litforge.data import IGNORE_INDEX
 
@@ -142,3 +143,75 @@ def pairwise_cringe_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Ten
     if stop_gate_gradient:
         gate = gate.detach()
     return chosen_nll + alpha * gate * rejected_cringe, gate
+
+
+class _ChunkedTokenLogprobs(torch.autograd.Function):
+    """log softmax(hidden @ W^T + b)[target] computed `chunk` rows at a time; backward recomputes each chunk's logits.
+
+    Saved for backward: hidden, weight, bias, targets and the (N,) fp32 log-normalisers, never the logits. With
+    g = d loss / d logprob (N,), p = softmax(logits) and e_y the target's one-hot, d logprob / d logits = e_y - p, so
+    per chunk: G = g * (e_y - p) (chunk, vocab); d hidden = G @ W, d W += G^T @ hidden, d b += sum of G's rows.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk):
+        logprobs = hidden.new_empty(hidden.size(0), dtype=torch.float32)
+        normalisers = torch.empty_like(logprobs)
+        for start in range(0, hidden.size(0), chunk):
+            rows = slice(start, start + chunk)
+            logits = F.linear(hidden[rows], weight, bias).float()  # (chunk, vocab), the only vocab-wide tensor
+            normalisers[rows] = torch.logsumexp(logits, dim=-1)
+            logprobs[rows] = logits.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - normalisers[rows]
+        ctx.save_for_backward(hidden, weight, bias, targets, normalisers)
+        ctx.chunk = chunk
+        return logprobs
+
+    @staticmethod
+    def backward(ctx, grad_logprobs):
+        hidden, weight, bias, targets, normalisers = ctx.saved_tensors
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if need_bias else None
+        for start in range(0, hidden.size(0), ctx.chunk):
+            rows = slice(start, start + ctx.chunk)
+            grad_logits = F.linear(hidden[rows], weight, bias).float()  # recomputed logits (chunk, vocab)
+            grad_logits.sub_(normalisers[rows].unsqueeze(-1)).exp_()  # p
+            grad_logits.mul_(-grad_logprobs[rows].unsqueeze(-1))  # -g p
+            grad_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), grad_logprobs[rows].unsqueeze(-1).float())
+            grad_logits = grad_logits.to(hidden.dtype)  # the dtype the unchunked logits' gradient would have
+            if need_hidden:
+                grad_hidden[rows] = grad_logits @ weight
+            if need_weight:
+                grad_weight += grad_logits.t() @ hidden[rows]
+            if need_bias:
+                grad_bias += grad_logits.sum(0)
+        grad_weight = grad_weight.to(weight.dtype) if need_weight else None
+        grad_bias = grad_bias.to(bias.dtype) if need_bias else None
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def chunked_token_logprobs(hidden: torch.Tensor, head: nn.Module | torch.Tensor, targets: torch.Tensor,
+                           chunk: int = 1024) -> torch.Tensor:
+    """`token_logprobs(head(hidden), targets)` without ever holding the (N, vocab) logits, in forward or backward.
+
+    The language-model head runs on `chunk` rows of `hidden` at a time; the backward pass recomputes each chunk's
+    logits instead of keeping them, so peak memory holds one (chunk, vocab) block (plus its softmax) instead of the
+    whole (N, vocab) logits and their gradient. Values and gradients (to hidden, head weight and bias) are those of
+    the unchunked computation; the price is one extra head matmul per chunk in the backward pass.
+
+    Args:
+        hidden: (N, H) final hidden states at the positions that are scored.
+        head: the LM head: an `nn.Linear`-like module (`weight` (vocab, H), optional `bias`) or its weight tensor
+            (e.g. tied input embeddings' `weight`).
+        targets: (N,) the token each position predicts (valid ids, no -100).
+        chunk: rows per block of logits.
+
+    Returns:
+        (N,) fp32 log-probs.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    weight = head if isinstance(head, torch.Tensor) else head.weight
+    bias = None if isinstance(head, torch.Tensor) else getattr(head, "bias", None)
+    return _ChunkedTokenLogprobs.apply(hidden, weight, bias, targets, chunk)

@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
 import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from litforge.losses import cringe_loss, dpo_loss, dpo_nll_loss, pairwise_cringe_loss, token_logprobs
+from litforge.losses import chunked_token_logprobs, cringe_loss, dpo_loss, dpo_nll_loss, pairwise_cringe_loss, token_logprobs
 
 
 def t(*values):
@@ -105,3 +108,81 @@ def test_pairwise_cringe_gate_gradient_flag():
         # d/dM [alpha * c * sigma((b - M)/tau)] = -alpha * c * g (1 - g) / tau = -1 * 2 * 0.25 = -0.5
         grad = chosen.grad if chosen.grad is not None else torch.zeros(1)
         assert torch.allclose(grad, t(expected))
+
+
+def head_and_inputs(bias, rows=10, hidden_size=6, vocab=13, seed=0):
+    torch.manual_seed(seed)
+    head = nn.Linear(hidden_size, vocab, bias=bias).double()
+    hidden = torch.randn(rows, hidden_size, dtype=torch.float64, requires_grad=True)
+    return head, hidden, torch.randint(vocab, (rows,))
+
+
+def gradients(logprobs, weights, *inputs):
+    return torch.autograd.grad((logprobs * weights).sum(), inputs)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3, 10, 64])  # one row, uneven chunks, exactly N, more than N
+def test_chunked_token_logprobs_equal_the_whole_head_in_value_and_gradient(bias, chunk):
+    head, hidden, targets = head_and_inputs(bias)
+    weights = torch.linspace(-1, 2, hidden.size(0), dtype=torch.float64)  # a loss that weighs rows differently
+    params = [hidden, head.weight] + ([head.bias] if bias else [])
+    whole = token_logprobs(head(hidden), targets)
+    chunked = chunked_token_logprobs(hidden, head, targets, chunk=chunk)
+    assert chunked.dtype == torch.float32 and chunked.shape == (10,)
+    assert torch.allclose(chunked, whole.float(), atol=1e-5)
+    for ours, theirs in zip(gradients(chunked, weights, *params), gradients(whole, weights, *params)):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_chunked_token_logprobs_with_tied_embeddings_accumulate_both_uses_of_the_weight():
+    torch.manual_seed(1)
+    embedding = nn.Embedding(11, 4)
+    tokens, targets = torch.randint(11, (7,)), torch.randint(11, (7,))
+    whole = token_logprobs(embedding(tokens) @ embedding.weight.t(), targets).sum()
+    (expected,) = torch.autograd.grad(whole, embedding.weight)
+    chunked = chunked_token_logprobs(embedding(tokens), embedding.weight, targets, chunk=3).sum()
+    (ours,) = torch.autograd.grad(chunked, embedding.weight)
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_chunked_token_logprobs_of_bf16_states_match_the_bf16_head():
+    torch.manual_seed(2)
+    head = nn.Linear(8, 50).bfloat16()
+    hidden = torch.randn(9, 8, dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.randint(50, (9,))
+    whole, chunked = token_logprobs(head(hidden), targets), chunked_token_logprobs(hidden, head, targets, chunk=4)
+    assert torch.allclose(chunked, whole)  # the same bf16 logits, normalised in fp32
+    ours = torch.autograd.grad(chunked.sum(), (hidden, head.weight))
+    theirs = torch.autograd.grad(whole.sum(), (hidden, head.weight))
+    assert ours[0].dtype == torch.bfloat16 and ours[1].dtype == torch.bfloat16
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a.float(), b.float(), atol=2e-2)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the most elements of any tensor an aten op produces while active (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(value, torch.Tensor):
+                self.numel = max(self.numel, value.numel())
+        return out
+
+
+def test_chunked_token_logprobs_never_make_a_tensor_of_all_rows_by_the_vocabulary():
+    rows, vocab, chunk = 64, 1000, 8
+    head = nn.Linear(16, vocab, bias=False)
+    hidden = torch.randn(rows, 16, requires_grad=True)
+    targets = torch.randint(vocab, (rows,))
+    with LargestTensor() as whole:
+        token_logprobs(head(hidden), targets).sum().backward()
+    with LargestTensor() as chunked:
+        chunked_token_logprobs(hidden, head, targets, chunk=chunk).sum().backward()
+    assert whole.numel == rows * vocab
+    assert chunked.numel == 16 * vocab  # the weight's gradient; the largest logits block is chunk x vocab
