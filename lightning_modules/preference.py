@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from jsonargparse import lazy_instance
+from lightning.pytorch.utilities import rank_zero_info
 from litforge.lightning_modules.set_metrics import kept_rows, reset_metrics, select_rows
 from litforge.plugins.reference import FrozenCopy, ReferenceSource
 from torch import nn
@@ -42,6 +43,7 @@ from litforge.data import IGNORE_INDEX
 from litforge.errors import ConfigError, require
 from litforge.losses import token_logprobs
 from litforge.module import LitforgeModule, shard_model
+from litforge.packing import PackedPairs, pack_pairs, packed_hidden_states, packing_refusal
 from litforge.shared_prompt import share_prompts, shared_hidden_states, shared_layout_fits
 
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
@@ -97,6 +99,10 @@ class PreferenceModule(LitforgeModule):
         lora: peft `LoraConfig` arguments to train LoRA adapters instead of all weights (None: full fine-tuning).
         shared_prompt: run each pair as one row [prompt, chosen, rejected] (the prompt computed once) instead of
             two rows; the log-probs are the same.
+        padding_free: run all of a batch's sequences as one row without padding (`litforge.packing`: positions
+            restart per pair, attention block-diagonal per pair), so no layer computes on padding; the log-probs
+            and gradients are the padded forward's. A model whose attention cannot take it (eager, CoPE, flash,
+            activation checkpointing, a binding sliding window) takes the padded rows, said once in the log.
         **kwargs: see `LitforgeModule`.
     """
 
@@ -105,13 +111,15 @@ class PreferenceModule(LitforgeModule):
     plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (LitforgeModule)
 
     def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
-                 shared_prompt: bool = True, **kwargs):
+                 shared_prompt: bool = True, padding_free: bool = True, **kwargs):
         if lora is not None:
             lora_config(lora)  # a bad key fails here, not when the model is built
         super().__init__(**kwargs)
         self.reference = reference if self.needs_reference else None
         self.lora = lora
         self.shared_prompt = shared_prompt
+        self.padding_free = padding_free
+        self.refusals: set[str] = set()  # reasons a model took padded rows, each logged once
         self.reference_model: nn.Module | None = None
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in self.metric_names})
                                       for stage in ("train_", "val_")})
@@ -146,12 +154,19 @@ class PreferenceModule(LitforgeModule):
 
     def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
         """Run `model` once over a batch of B pairs and return sequence log-probs of chosen and rejected."""
-        fits = self.shared_prompt and shared_layout_fits(model, batch["input_ids"].size(1))
-        shared = share_prompts(batch) if fits else None
+        length = batch["input_ids"].size(1)
+        refusal = packing_refusal(model, length) if self.padding_free else None
+        if self.padding_free and refusal is None:
+            layout = pack_pairs(batch, self.shared_prompt)
+        else:
+            if refusal is not None and refusal not in self.refusals:  # said once per reason
+                self.refusals.add(refusal)
+                rank_zero_info(f"padding_free: {type(model).__name__} takes padded rows: {refusal}")
+            fits = self.shared_prompt and shared_layout_fits(model, length)
+            layout = share_prompts(batch) if fits else None
         # an FSDP2 model runs it as a registered forward method (`register_pair_forward`): its root parameters gathered
         forward = getattr(model, "litforge_pair_forward", None)
-        logits, targets, mask, rows, half = forward(batch, shared) if forward else pair_forward(model, batch, shared)
-        targets = targets[mask]
+        logits, targets, rows, half = forward(batch, layout) if forward else pair_forward(model, batch, layout)
         total = logits.new_zeros(2 * half, dtype=torch.float32).index_add(0, rows, token_logprobs(logits, targets))
         counts = torch.bincount(rows, minlength=2 * half)
         return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], logits, targets, rows,
@@ -220,27 +235,31 @@ class PreferenceModule(LitforgeModule):
             self.reference.load_state_dict(checkpoint["reference_source"])
 
 
-def pair_forward(model: nn.Module, batch: dict[str, Any], shared: dict[str, torch.Tensor] | None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def pair_forward(model: nn.Module, batch: dict[str, Any], layout: PackedPairs | dict[str, Any] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The model's part of `PreferenceModule.pair_logprobs`: logits at the response positions only (N, vocab), the
-    target ids before masking, their mask, each position's row among the 2B (rows >= B rejected) and B."""
-    if shared is None:  # 2B rows [prompt, response]; position t predicts token t+1
+    token each predicts (N,), each position's row among the 2B (rows >= B rejected) and B. `layout`: a padding-free
+    row (`litforge.packing`), shared-prompt rows (`litforge.shared_prompt`) or None (2B padded rows)."""
+    hidden = packed_hidden_states(model, layout) if isinstance(layout, PackedPairs) else None
+    if hidden is not None:  # (N_real, hidden) -> the response positions
+        hidden, targets, rows, half = hidden[layout.source], layout.targets, layout.rows, layout.half
+    elif isinstance(layout, dict):  # B rows [prompt | chosen | rejected]
+        hidden = shared_hidden_states(model, layout)  # (B, T, hidden)
+        mask = layout["labels"] != IGNORE_INDEX
+        pairs, columns = mask.nonzero(as_tuple=True)
+        half = hidden.size(0)
+        targets = layout["labels"][mask]
+        rows = pairs + half * (layout["segment"][pairs, columns] == 2).long()
+        hidden = hidden[pairs, layout["source"][pairs, columns]]
+    else:  # 2B rows [prompt, response]; position t predicts token t+1
         hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                      use_cache=False).last_hidden_state  # (2B, T, hidden)
         targets = batch["labels"][:, 1:]
         mask = targets != IGNORE_INDEX
         rows, columns = mask.nonzero(as_tuple=True)
         half = hidden.size(0) // 2
-        hidden = hidden[rows, columns]  # (N, hidden): response positions only
-    else:  # B rows [prompt | chosen | rejected]; see `litforge.shared_prompt`
-        hidden = shared_hidden_states(model, shared)  # (B, T, hidden)
-        mask = shared["labels"] != IGNORE_INDEX
-        pairs, columns = mask.nonzero(as_tuple=True)
-        targets = shared["labels"]
-        half = hidden.size(0)
-        rows = pairs + half * (shared["segment"][pairs, columns] == 2).long()
-        hidden = hidden[pairs, shared["source"][pairs, columns]]
-    return model.get_output_embeddings()(hidden), targets, mask, rows, half
+        hidden, targets = hidden[rows, columns], targets[mask]  # (N, hidden): response positions only
+    return model.get_output_embeddings()(hidden), targets, rows, half
 
 
 def register_pair_forward(model: nn.Module) -> None:

@@ -44,11 +44,9 @@ def share_prompts(batch: dict[str, Any]) -> dict[str, Any] | None:
     """
     ids, labels, lengths = batch["input_ids"], batch["labels"], batch["attention_mask"].sum(-1)
     half = ids.size(0) // 2
-    prompt = (labels != IGNORE_INDEX).int().argmax(-1)  # (2B,): the leading unlabelled tokens
-    in_prompt = torch.arange(ids.size(1), device=ids.device) < prompt[:, None]
-    if not torch.equal(prompt[:half], prompt[half:]) or not torch.equal(*(ids * in_prompt).chunk(2)):
+    prompt = prompt_lengths(batch)
+    if prompt is None:
         return None
-    prompt = prompt[:half]
     sizes = torch.stack([prompt, lengths[:half] - prompt, lengths[half:] - prompt], -1)  # (B, 3)
     P, C, R = sizes.amax(0).tolist()  # one host sync for the whole layout
     t = torch.arange(P + C + R, device=ids.device)
@@ -62,6 +60,17 @@ def share_prompts(batch: dict[str, Any]) -> dict[str, Any] | None:
             "labels": labels[row, column].masked_fill(~real | (source < 0), IGNORE_INDEX),
             "position_ids": column.masked_fill(~real, 0), "real": real, "segment": segment.expand_as(real),
             "source": source, "split": (P, C)}
+
+
+def prompt_lengths(batch: dict[str, Any]) -> torch.Tensor | None:
+    """The prompt length of each pair of a `PairCollator` batch (B,), or None when the two prompts of a pair differ."""
+    ids, labels = batch["input_ids"], batch["labels"]
+    half = ids.size(0) // 2
+    prompt = (labels != IGNORE_INDEX).int().argmax(-1)  # (2B,): the leading unlabelled tokens
+    in_prompt = torch.arange(ids.size(1), device=ids.device) < prompt[:, None]
+    if not torch.equal(prompt[:half], prompt[half:]) or not torch.equal(*(ids * in_prompt).chunk(2)):
+        return None
+    return prompt[:half]
 
 
 def full_pair_mask(shared: dict[str, Any]) -> torch.Tensor:
