@@ -22,6 +22,10 @@ run killed while generating generates that iteration again, from the same weight
 same. Under DDP each rank generates for its own shard of the prompts and all ranks train on the gathered rows; a
 subclass that seeds its draws per prompt (or per fixed chunk of prompts, as `iterative_preference` does) rather than
 per rank builds the same rows on any number of ranks.
+
+Where the policy samples: `generation_backend` is opened around each boundary's evaluation and row building
+(`BuiltinGeneration`, the KV-cache loop of litforge/generation.py, or `VLLMGeneration`, litforge/vllm_backend.py,
+which is handed the policy's current weights there).
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jsonargparse import lazy_instance
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
 from litforge.errors import ConfigError, require
+from litforge.generation import BuiltinGeneration, GenerationBackend
 from litforge.iterations import load_iteration, save_iteration, write_final
+from litforge.vllm_backend import VLLMGeneration  # noqa: F401 (imported so YAML can name it by short name)
 
 UNSET_MAX_EPOCHS = (None, -1, 1000)  # what Lightning makes of a config without max_epochs
 
@@ -47,16 +54,19 @@ class IterativeObjective:
         epochs_per_iteration: training epochs over each iteration's rows.
         seed: seed of the generation (iteration k samples with seed + 7919 k; a subclass may add per-chunk offsets).
         run_dir: where `iterations/` is written (None = the trainer's default_root_dir, stable across resumes).
+        generation_backend: where the policy samples at each boundary (`BuiltinGeneration` or `VLLMGeneration`).
         **kwargs: see the objective this is mixed into.
     """
 
+    plugin_fields = ("generation_backend",)
+
     def __init__(self, iterations: int = 3, epochs_per_iteration: int = 1, seed: int = 0, run_dir: str | None = None,
-                 **kwargs):
+                 generation_backend: GenerationBackend = lazy_instance(BuiltinGeneration), **kwargs):
         require(iterations >= 1, "iterations", f"must be >= 1, got {iterations}")
         require(epochs_per_iteration >= 1, "epochs_per_iteration", f"must be >= 1, got {epochs_per_iteration}")
         super().__init__(**kwargs)
         self.iterations, self.epochs_per_iteration = iterations, epochs_per_iteration
-        self.seed, self.run_dir = seed, run_dir
+        self.seed, self.run_dir, self.generation_backend = seed, run_dir, generation_backend
         self.iteration: int | None = None  # the iteration whose rows the datamodule holds
         self.resume_epoch = 0  # the epoch a run restored from a checkpoint starts in
         self.history: dict[int, dict[str, Any]] = {}
@@ -169,9 +179,10 @@ class IterativeObjective:
                                f"{self.directory()}/iterations: they cannot be generated again by a policy that has "
                                "trained since")
         else:
-            stats = dict(self.evaluate(), iteration=k)
-            trainer.strategy.barrier("iteration-generate")
-            rows, built = self.build_rows(k, datamodule.iteration_prompts(k))
+            with self.generation_backend.serving(self.model, self.tokenizer):
+                stats = dict(self.evaluate(), iteration=k)
+                trainer.strategy.barrier("iteration-generate")
+                rows, built = self.build_rows(k, datamodule.iteration_prompts(k))
             stats.update(built, reused=False)
             if trainer.is_global_zero:
                 save_iteration(self.directory(), k, rows, stats)
@@ -194,7 +205,8 @@ class IterativeObjective:
             if finished:
                 self.history[k] = dict(finished[1], reused=True)
         summary: dict[str, Any] = {"iterations": {str(k): v for k, v in sorted(self.history.items())}}
-        final = self.evaluate()
+        with self.generation_backend.serving(self.model, self.tokenizer):
+            final = self.evaluate()
         if final:
             summary.update(final)
             self.log_stats(self.iterations, final)

@@ -8,12 +8,19 @@ n samples per prompt and token counts are explicit, and per-step overhead stays 
 Conventions: prompts are left-padded (so every row's next token sits in the last column), positions come from the
 attention mask (a row's first real token is position 0), and eos or a stop string ends a row. Returned texts and
 token ids exclude the eos token and everything from the stop string on.
+
+Backends: the iterative loops open `backend.serving(policy, tokenizer)` around each iteration boundary; while it is
+open, `generate` calls for that policy run on the backend (`VLLMGeneration`, litforge/vllm_backend.py) and return the
+same `Generations`. `BuiltinGeneration` (the default) routes nothing: the loop below runs as it always has.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +66,11 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         add_bos: prepend the bos token to each prompt.
         progress: show a tqdm bar over batches.
     """
+    served = _SERVED.get()
+    if served is not None and served[0] is model:  # inside a backend's `serving(model, ...)`: it samples instead
+        return served[1].generate(model, tokenizer, prompts, n=n, max_new_tokens=max_new_tokens,
+                                  temperature=temperature, top_p=top_p, stop=stop, seed=seed, batch_size=batch_size,
+                                  use_cache=use_cache, add_bos=add_bos, progress=progress)
     started = time.perf_counter()
     stop = [s for s in (stop or []) if s]
     device = next(model.parameters()).device
@@ -94,6 +106,45 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         model.train(was_training)
     return Generations(list(prompts), texts, token_ids, stopped, prompt_tokens=sum(len(e) for e in encoded) * n,
                        new_tokens=new_tokens, seconds=time.perf_counter() - started)
+
+
+_SERVED: contextvars.ContextVar[tuple[PreTrainedModel, GenerationBackend] | None] = contextvars.ContextVar(
+    "litforge_generation_backend", default=None)
+
+
+class GenerationBackend:
+    """Where the iterative loops sample from the policy: `serving` brackets an iteration boundary, `generate` samples."""
+
+    @contextlib.contextmanager
+    def serving(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
+        """Make the backend ready for `model`'s current weights; `generate(model, ...)` calls inside go to it."""
+        yield
+
+    def generate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                 **options) -> Generations:
+        """What `litforge.generation.generate` returns, for the same arguments."""
+        raise NotImplementedError
+
+
+class BuiltinGeneration(GenerationBackend):
+    """The KV-cache loop of this module, on the policy itself (the default: nothing is routed)."""
+
+    def generate(self, model, tokenizer, prompts, **options):
+        token = _SERVED.set(None)  # the loop itself, even when called from inside another backend's `serving`
+        try:
+            return generate(model, tokenizer, prompts, **options)
+        finally:
+            _SERVED.reset(token)
+
+
+@contextlib.contextmanager
+def routed_to(backend: GenerationBackend, model: PreTrainedModel) -> Iterator[None]:
+    """Send `generate(model, ...)` calls to `backend` while the block runs (other models keep the built-in loop)."""
+    token = _SERVED.set((model, backend))
+    try:
+        yield
+    finally:
+        _SERVED.reset(token)
 
 
 def _generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens, temperature, top_p, stop, generator,
