@@ -17,6 +17,7 @@ import torch
 from litforge.data import IGNORE_INDEX, DataError, Record, Sample
 from litforge.datamodules.base import FromSource, LMDataModule
 from litforge.datamodules.sft import ROLES
+from litforge.tokenizer import response_end_ids
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -111,7 +112,7 @@ class PreferenceDataModule(LMDataModule):
                                   f"max_length={self.max_length}")
         sample, cut = {}, False
         for field in ("chosen", "rejected"):
-            response = tok(pair[field], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            response = tok(pair[field], add_special_tokens=False)["input_ids"] + response_end_ids(tok)
             room = self.max_length - len(prompt_ids)
             if len(response) > room:
                 if not self.truncate:

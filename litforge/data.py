@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from litforge.errors import UserError
+from litforge.tokenizer import response_end_ids
 
 IGNORE_INDEX = -100
 Sample = dict[str, list[int]]  # "input_ids", "labels" and any further per-token int fields
@@ -226,10 +227,11 @@ def _remove(path: Path) -> None:
 
 def encode_prompt_response(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str,
                            add_bos: bool = True) -> Sample:
-    """Tokens of bos + prompt + response + eos, with labels on the response (and eos) only."""
+    """Tokens of bos + prompt + response + eos, with labels on the response (and eos) only; a chat template's own
+    turn end comes before the eos when it is another token (`litforge.tokenizer.response_end_ids`)."""
     prompt_ids = ([tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else [])
     prompt_ids += tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + response_end_ids(tokenizer)
     return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids}
 
 

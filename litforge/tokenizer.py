@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from jinja2.exceptions import TemplateError
@@ -57,6 +58,20 @@ def turn_end(tokenizer: PreTrainedTokenizerBase) -> str | None:
         return None
     end = text.rpartition(marker)[2].strip() if marker in text else ""
     return end or None
+
+
+_RESPONSE_ENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def response_end_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids a training response ends with: eos, after the chat template's turn end when that is another token
+    (Qwen's `<|im_end|>` before `<|endoftext|>`, Gemma's `<end_of_turn>` before `<eos>`), so a model trained on
+    litforge's rows closes its turn the way its template does and still stops where generation stops."""
+    if tokenizer not in _RESPONSE_ENDS:
+        end = turn_end(tokenizer)
+        ids = [] if end is None or end == tokenizer.eos_token else tokenizer(end, add_special_tokens=False)["input_ids"]
+        _RESPONSE_ENDS[tokenizer] = ids + [tokenizer.eos_token_id]
+    return list(_RESPONSE_ENDS[tokenizer])
 
 
 def load_tokenizer(path: str | Path | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

@@ -114,3 +114,36 @@ def test_local_checkpoint_takes_the_familys_attention(tmp_path_factory):
         assert model.config._attn_implementation == expected
         eager = LocalCheckpoint(str(folder), attn_implementation="eager").build(len(tokenizer), 0, None, None)
         assert eager.config._attn_implementation == "eager"
+
+
+def im_end_tokenizer():
+    """The byte-level tokenizer with a Qwen-style template whose turn end (`<|im_end|>`) is not its eos."""
+    tokenizer = byte_level_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tokenizer.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|im_end|>\\n' }}"
+                               "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")
+    return tokenizer
+
+
+def test_a_response_ends_with_the_templates_turn_end_then_eos():
+    from litforge.data import encode_prompt_response
+    from litforge.tokenizer import response_end_ids
+
+    tokenizer = im_end_tokenizer()
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert response_end_ids(tokenizer) == [im_end, tokenizer.eos_token_id]
+    sample = encode_prompt_response(tokenizer, "q", "ab")
+    assert sample["input_ids"][-4:] == [ord("a"), ord("b"), im_end, tokenizer.eos_token_id]
+    assert sample["labels"][-4:] == sample["input_ids"][-4:]  # the model learns to close its turn
+    plain = byte_level_tokenizer()
+    assert response_end_ids(plain) == [plain.eos_token_id]  # its template ends a turn with eos: eos once
+
+
+def test_preference_responses_end_with_the_turn_end_too(tmp_path):
+    from litforge.datamodules import JSONLPreferenceDataModule
+
+    data = JSONLPreferenceDataModule(train_path=str(tmp_path / "x.jsonl"))
+    data.tokenizer = im_end_tokenizer()
+    sample = data.encode_pair({"prompt": "q", "chosen": "a", "rejected": "b"})
+    end = [data.tokenizer.convert_tokens_to_ids("<|im_end|>"), data.tokenizer.eos_token_id]
+    assert sample["chosen_input_ids"][-3:] == [ord("a"), *end] and sample["rejected_input_ids"][-3:] == [ord("b"), *end]

@@ -103,10 +103,11 @@ def test_chat_messages_render_exactly_as_the_tokenizers_apply_chat_template(tmp_
     sample = data.splits["train"][0]
     prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True)
     prompt = prompt if isinstance(prompt, list) else prompt["input_ids"]  # transformers 5 returns an encoding
-    assert sample["input_ids"] == list(prompt) + [ord("4"), tokenizer.eos_token_id]
+    end = tokenizer("<|im_end|>", add_special_tokens=False)["input_ids"]  # the template's turn end, then eos
+    assert sample["input_ids"] == list(prompt) + [ord("4"), *end, tokenizer.eos_token_id]
     whole = tokenizer.apply_chat_template(messages, tokenize=False)
-    assert whole.startswith(tokenizer.decode(sample["input_ids"][:-1]))  # the template's own rendering, to the answer
-    assert labelled(tokenizer, sample["labels"]) == "4<|eos|>"
+    assert whole.startswith(tokenizer.decode(sample["input_ids"][:-1]))  # the template's own rendering, to the turn end
+    assert labelled(tokenizer, sample["labels"]) == "4<|im_end|><|eos|>"
 
 
 ULTRAFEEDBACK = [{"prompt": "2+2?",
