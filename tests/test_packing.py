@@ -1,6 +1,8 @@
 """The padding-free layout (`litforge.packing`): hand-made packing, and log-probs and gradients equal the padded
 forwards on a tiny Llama, for shared-prompt and different-prompt batches of very different lengths."""
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 from preference_helpers import make
@@ -132,6 +134,17 @@ def test_models_that_cannot_pack_say_why_and_take_padded_rows(tiny_backbone):
     cope.padding_free = False
     assert torch.allclose(padded.chosen, cope.pair_logprobs(cope.model, batch).chosen)
     assert len(cope.refusals) == 1
+
+
+def test_a_model_whose_attention_never_reads_the_blocks_takes_padded_rows(tiny_backbone, monkeypatch):
+    module, data = make(backbone=tiny_backbone)
+    batch = uneven_batch(data, True)
+    expected = module.pair_logprobs(module.model, batch)
+    monkeypatch.setattr("litforge.packing.packed_attention", lambda model: nullcontext())
+    with pytest.warns(UserWarning, match="packed attention was not reached"):
+        got = module.pair_logprobs(module.model, batch)
+    assert torch.allclose(got.chosen, expected.chosen, atol=1e-5)
+    assert torch.allclose(got.rejected, expected.rejected, atol=1e-5)
 
 
 def test_precomputed_reference_table_equals_the_padded_one(tiny_backbone, tmp_path):

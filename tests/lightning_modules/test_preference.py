@@ -39,7 +39,7 @@ def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attent
     if attention in ("sdpa", "eager"):
         tiny_backbone.attn_implementation = attention
     lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]} if attention == "lora" else None
-    module, data = make(backbone=tiny_backbone, position=position, lora=lora)
+    module, data = make(backbone=tiny_backbone, position=position, lora=lora, padding_free=False)
     if attention == "cope":  # a trained-looking table, so positions matter
         for layer in module.model.model.layers:
             torch.nn.init.normal_(layer.self_attn.cope.pos_emb, std=1.0)
@@ -63,7 +63,7 @@ def test_shared_prompt_forward_equals_concatenated_forward(tiny_backbone, attent
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_shared_prompt_gradients_equal_concatenated_gradients(tiny_backbone, checkpointing):
-    module, data = make(backbone=tiny_backbone, gradient_checkpointing=checkpointing)
+    module, data = make(backbone=tiny_backbone, gradient_checkpointing=checkpointing, padding_free=False)
     batch = data.collate(data.splits["train"][:4])
     grads = []
     for shared in (True, False):
@@ -78,7 +78,7 @@ def test_shared_prompt_gradients_equal_concatenated_gradients(tiny_backbone, che
 
 
 def test_two_block_path_falls_back_to_the_mask_when_attention_never_reads_it(tiny_backbone, monkeypatch):
-    module, data = make(backbone=tiny_backbone)
+    module, data = make(backbone=tiny_backbone, padding_free=False)
     batch = data.collate(data.splits["train"][:4])
     expected = module.pair_logprobs(module.model, batch)
     assert module.model.config._attn_implementation == "sdpa"
