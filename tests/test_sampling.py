@@ -1,10 +1,12 @@
-"""The resumable sampler and loader: DistributedSampler's order and shards, and a state that resumes at any batch."""
+"""The resumable sampler and loader: DistributedSampler's order and shards, and a state that resumes at any batch;
+the length-grouped sampler: similar lengths per batch, token budgets, the same steps on every rank."""
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from litforge.sampling import ResumableDataLoader, ResumableSampler, padding_rows
+from litforge.errors import ConfigError
+from litforge.sampling import LengthGroupedSampler, ResumableDataLoader, ResumableSampler, padding_rows
 
 
 def loader(size, batch_size=3, num_workers=0, **shard):
@@ -137,3 +139,112 @@ def test_no_padding_without_a_padding_distributed_sampler():
     dropping = DistributedSampler(data, num_replicas=2, rank=1, shuffle=False, drop_last=True)
     assert padding_rows(DataLoader(data, batch_size=2, sampler=dropping), 1, 1) == [False]
     assert padding_rows(loader(7, batch_size=2, num_replicas=2, rank=1), 1, 2) == [False, False]  # training order
+
+
+LENGTHS = torch.randint(1, 1000, (203,), generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def grouped(lengths=LENGTHS, batch_size=4, num_workers=0, **options):
+    options = {"group_size": 5, "seed": 7} | options
+    sampler = LengthGroupedSampler(lengths, batch_size, **options)
+    samples = [{"index": index, "length": length} for index, length in enumerate(lengths)]
+    collate = lambda rows: {"index": [row["index"] for row in rows], "length": [row["length"] for row in rows]}  # noqa
+    return ResumableDataLoader(samples, sampler, num_workers=num_workers, collate_fn=collate)
+
+
+def padded_tokens(batches):
+    return sum(len(batch["length"]) * max(batch["length"]) for batch in batches)
+
+
+def test_grouped_batches_hold_neighbours_in_length_and_cost_far_less_padding():
+    batches = list(grouped())
+    assert sorted(sum((batch["index"] for batch in batches), [])) == list(range(len(LENGTHS)))  # each once
+    assert sorted(len(batch["index"]) for batch in batches) == [3] + [4] * 50  # 203 = 50 x 4 + the last 3
+    shuffled = list(loader_of_lengths(LENGTHS, 4))
+    assert padded_tokens(batches) < 0.7 * padded_tokens(shuffled)
+    assert padded_tokens(batches) < 1.2 * sum(LENGTHS)  # sorted in mega-batches of 20: under 20% padding left
+
+
+def loader_of_lengths(lengths, batch_size):
+    samples = [{"index": index, "length": length} for index, length in enumerate(lengths)]
+    collate = lambda rows: {"index": [row["index"] for row in rows], "length": [row["length"] for row in rows]}  # noqa
+    return ResumableDataLoader(samples, ResumableSampler(samples, seed=7), batch_size=batch_size, collate_fn=collate)
+
+
+def test_one_mega_batch_is_cut_in_sorted_order_and_the_longest_step_comes_first():
+    lengths = [5, 1, 9, 3, 4, 7, 2, 8]  # sorted longest first: 2 7 5 0 4 3 6 1
+    sampler = LengthGroupedSampler(lengths, batch_size=2, group_size=4, seed=3)
+    steps = sampler.steps()
+    assert sorted(steps) == sorted([[2, 7], [5, 0], [4, 3], [6, 1]])
+    assert steps[0] == [2, 7]
+    unshuffled = LengthGroupedSampler(lengths, batch_size=2, group_size=2, shuffle=False)
+    assert unshuffled.steps() == [[2, 0], [3, 1], [7, 5], [4, 6]]  # mega-batches [0..3] and [4..7], each sorted
+
+
+def test_the_order_is_seeded_by_seed_and_epoch():
+    first, again, other = (LengthGroupedSampler(LENGTHS, 4, seed=seed) for seed in (1, 1, 2))
+    assert first.steps() == again.steps() != other.steps()
+    again.set_epoch(1)
+    assert again.steps() != first.steps()
+    assert sorted(sum(again.steps(), [])) == list(range(len(LENGTHS)))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+@pytest.mark.parametrize("max_tokens", [None, 2000])
+@pytest.mark.parametrize("stop", [1, 7])
+def test_a_grouped_loader_resumes_with_the_next_step(stop, max_tokens, num_workers):
+    straight = grouped(max_tokens=max_tokens, num_workers=num_workers)
+    expected = epoch_batches(straight, 0) + epoch_batches(straight, 1)
+    first = grouped(max_tokens=max_tokens, num_workers=num_workers)
+    seen = []
+    for batch in first:
+        seen.append(batch)
+        if len(seen) == stop:
+            break
+    resumed = grouped(max_tokens=max_tokens, num_workers=num_workers)
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.state_dict()["position"] == sum(len(batch["index"]) for batch in seen)
+    resumed.sampler.set_epoch(0)
+    assert seen + list(resumed) + epoch_batches(resumed, 1) == expected
+
+
+@pytest.mark.parametrize("max_tokens", [None, 2500])
+def test_ranks_take_disjoint_equal_shares_of_every_step(max_tokens):
+    world, size = 3, 203  # 203 samples padded to 204 on 3 ranks
+    ranks = [list(grouped(rank=rank, num_replicas=world, max_tokens=max_tokens)) for rank in range(world)]
+    steps = LengthGroupedSampler(LENGTHS, 4, group_size=5, seed=7, num_replicas=world, max_tokens=max_tokens).steps()
+    assert {len(batches) for batches in ranks} == {len(steps)}
+    for number, step in enumerate(steps):
+        shards = [batches[number]["index"] for batches in ranks]
+        assert len({len(shard) for shard in shards}) == 1  # every rank holds as many samples
+        assert sorted(sum(shards, [])) == sorted(step)
+    served = sum((batch["index"] for batches in ranks for batch in batches), [])
+    assert len(served) == 204 and set(served) == set(range(size))  # each once, and one repeat pads the epoch
+    if max_tokens is None:
+        assert {len(batch["index"]) for batches in ranks for batch in batches} == {4}  # 204 = 17 steps of 3 x 4
+
+
+def test_token_budget_batches_stay_under_the_budget_and_are_weighed_to_the_mean_over_samples():
+    budget = 3000
+    batches = list(grouped(max_tokens=budget))
+    assert all(len(batch["length"]) * max(batch["length"]) <= budget for batch in batches)
+    sizes = [len(batch["index"]) for batch in batches]
+    assert len(set(sizes)) > 3  # short samples come many to a batch
+    mean_batch = len(LENGTHS) / len(batches)
+    assert [batch["loss_scale"] for batch in batches] == pytest.approx([size / mean_batch for size in sizes])
+    # a per-sample loss v_i averaged per batch and scaled: the epoch's sum is sum_i v_i / mean batch, as with
+    # fixed batches of the mean size, whatever the grouping
+    values = torch.tensor(LENGTHS, dtype=torch.float64).sqrt()
+    objective = sum(values[batch["index"]].mean() * batch["loss_scale"] for batch in batches)
+    assert objective.item() == pytest.approx(values.sum().item() / mean_batch)
+
+
+def test_a_budget_below_the_longest_sample_is_a_config_error():
+    with pytest.raises(ConfigError, match="^max_tokens: 998 is below the longest sample \\(999 tokens\\)"):
+        LengthGroupedSampler([3, 999, 5], batch_size=2, max_tokens=998)
+
+
+def test_grouped_iteration_never_draws_from_the_global_random_state():
+    before = torch.get_rng_state()
+    list(grouped(num_workers=1))
+    assert torch.equal(torch.get_rng_state(), before)
