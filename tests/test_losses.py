@@ -7,7 +7,14 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from litforge.losses import chunked_token_logprobs, cringe_loss, dpo_loss, dpo_nll_loss, pairwise_cringe_loss, token_logprobs
+from litforge.losses import (
+    chunked_token_logprobs,
+    cringe_loss,
+    dpo_loss,
+    dpo_nll_loss,
+    pairwise_cringe_loss,
+    token_logprobs,
+)
 
 
 def t(*values):

@@ -34,7 +34,7 @@ def test_each_rank_gets_what_distributed_sampler_gives_it(size, world, drop_last
 
 def test_ranks_split_an_epoch_into_equal_disjoint_shards():
     shards = [list(ResumableSampler(range(12), 3, rank, seed=1)) for rank in range(3)]
-    assert sorted(sum(shards, [])) == list(range(12))
+    assert sorted(flat(shards)) == list(range(12))
     assert {len(shard) for shard in shards} == {4}
 
 
@@ -96,7 +96,7 @@ def test_resuming_on_another_number_of_ranks_serves_each_remaining_sample_once_i
         resumed.load_state_dict(sampler.state_dict())
         rest.append(list(resumed))
     assert {len(shard) for shard in rest} == {3}  # 8 left, padded to 9 so every rank runs the same steps
-    assert set(sum(rest, [])) == set(order[4:])
+    assert set(flat(rest)) == set(order[4:])
 
 
 def test_a_new_epoch_starts_at_its_first_sample():
@@ -144,12 +144,20 @@ def test_no_padding_without_a_padding_distributed_sampler():
 LENGTHS = torch.randint(1, 1000, (203,), generator=torch.Generator().manual_seed(0)).tolist()
 
 
-def grouped(lengths=LENGTHS, batch_size=4, num_workers=0, **options):
-    options = {"group_size": 5, "seed": 7} | options
-    sampler = LengthGroupedSampler(lengths, batch_size, **options)
-    samples = [{"index": index, "length": length} for index, length in enumerate(lengths)]
-    collate = lambda rows: {"index": [row["index"] for row in rows], "length": [row["length"] for row in rows]}  # noqa
-    return ResumableDataLoader(samples, sampler, num_workers=num_workers, collate_fn=collate)
+SAMPLES = [{"index": index, "length": length} for index, length in enumerate(LENGTHS)]
+
+
+def collate(rows):
+    return {"index": [row["index"] for row in rows], "length": [row["length"] for row in rows]}
+
+
+def flat(lists):
+    return [item for items in lists for item in items]
+
+
+def grouped(batch_size=4, num_workers=0, **options):
+    sampler = LengthGroupedSampler(LENGTHS, batch_size, **({"group_size": 5, "seed": 7} | options))
+    return ResumableDataLoader(SAMPLES, sampler, num_workers=num_workers, collate_fn=collate)
 
 
 def padded_tokens(batches):
@@ -158,17 +166,11 @@ def padded_tokens(batches):
 
 def test_grouped_batches_hold_neighbours_in_length_and_cost_far_less_padding():
     batches = list(grouped())
-    assert sorted(sum((batch["index"] for batch in batches), [])) == list(range(len(LENGTHS)))  # each once
+    assert sorted(flat(batch["index"] for batch in batches)) == list(range(len(LENGTHS)))  # each once
     assert sorted(len(batch["index"]) for batch in batches) == [3] + [4] * 50  # 203 = 50 x 4 + the last 3
-    shuffled = list(loader_of_lengths(LENGTHS, 4))
+    shuffled = list(ResumableDataLoader(SAMPLES, ResumableSampler(SAMPLES, seed=7), batch_size=4, collate_fn=collate))
     assert padded_tokens(batches) < 0.7 * padded_tokens(shuffled)
     assert padded_tokens(batches) < 1.2 * sum(LENGTHS)  # sorted in mega-batches of 20: under 20% padding left
-
-
-def loader_of_lengths(lengths, batch_size):
-    samples = [{"index": index, "length": length} for index, length in enumerate(lengths)]
-    collate = lambda rows: {"index": [row["index"] for row in rows], "length": [row["length"] for row in rows]}  # noqa
-    return ResumableDataLoader(samples, ResumableSampler(samples, seed=7), batch_size=batch_size, collate_fn=collate)
 
 
 def test_one_mega_batch_is_cut_in_sorted_order_and_the_longest_step_comes_first():
@@ -186,7 +188,7 @@ def test_the_order_is_seeded_by_seed_and_epoch():
     assert first.steps() == again.steps() != other.steps()
     again.set_epoch(1)
     assert again.steps() != first.steps()
-    assert sorted(sum(again.steps(), [])) == list(range(len(LENGTHS)))
+    assert sorted(flat(again.steps())) == list(range(len(LENGTHS)))
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
@@ -217,8 +219,8 @@ def test_ranks_take_disjoint_equal_shares_of_every_step(max_tokens):
     for number, step in enumerate(steps):
         shards = [batches[number]["index"] for batches in ranks]
         assert len({len(shard) for shard in shards}) == 1  # every rank holds as many samples
-        assert sorted(sum(shards, [])) == sorted(step)
-    served = sum((batch["index"] for batches in ranks for batch in batches), [])
+        assert sorted(flat(shards)) == sorted(step)
+    served = flat(batch["index"] for batches in ranks for batch in batches)
     assert len(served) == 204 and set(served) == set(range(size))  # each once, and one repeat pads the epoch
     if max_tokens is None:
         assert {len(batch["index"]) for batches in ranks for batch in batches} == {4}  # 204 = 17 steps of 3 x 4
