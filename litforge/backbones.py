@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,23 @@ class Backbone:
               ) -> PreTrainedModel:
         """Return the model (on CPU, fp32 unless the spec says otherwise)."""
         raise NotImplementedError
+
+    def build_quantized(self, quantization: Any, vocab_size: int, pad_token_id: int, bos_token_id: int | None,
+                        eos_token_id: int | None) -> PreTrainedModel:
+        """The model with its linear layers quantized by `quantization` (a transformers `BitsAndBytesConfig`).
+
+        Built as `build` does, written to a temporary directory and loaded back through transformers' bitsandbytes
+        integration, which picks the layers to quantize (every linear layer but the output head).
+        """
+        model = self.build(vocab_size, pad_token_id, bos_token_id, eos_token_id)
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder)
+            dtype = model.dtype
+            del model
+            quantized = AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, dtype=dtype, quantization_config=quantization,
+                attn_implementation=getattr(self, "attn_implementation", None))
+        return quantized.train()
 
 
 class TinyModel(Backbone):
@@ -99,6 +117,13 @@ class LocalCheckpoint(Backbone):
         self.attn_implementation = attn_implementation
 
     def build(self, vocab_size, pad_token_id, bos_token_id, eos_token_id):
+        return self.load(vocab_size, pad_token_id)
+
+    def build_quantized(self, quantization, vocab_size, pad_token_id, bos_token_id, eos_token_id):
+        return self.load(vocab_size, pad_token_id, quantization)  # quantized as it loads: never whole in full precision
+
+    def load(self, vocab_size: int, pad_token_id: int, quantization: Any = None) -> PreTrainedModel:
+        """`from_pretrained` of the directory (quantized by a `BitsAndBytesConfig`, if given), in train mode."""
         path = Path(self.path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no config.json; LocalCheckpoint needs a directory written by "
@@ -107,12 +132,16 @@ class LocalCheckpoint(Backbone):
 
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
         if recorded_position(config) is not None:  # plain from_pretrained: RoPE, and e.g. the CoPE tables dropped
+            require(quantization is None, "quantization", f"{path} records a litforge position encoding "
+                                                          f"({config.litforge_position['class_path']}); it loads in "
+                                                          "full precision only")
             model = load_pretrained(path, dtype=getattr(torch, self.dtype),
                                     attn_implementation=self.attn_implementation)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, self.dtype),
                                                          trust_remote_code=self.trust_remote_code,
-                                                         attn_implementation=self.attn_implementation)
+                                                         attn_implementation=self.attn_implementation,
+                                                         quantization_config=quantization)
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size)
         if model.config.pad_token_id is None:

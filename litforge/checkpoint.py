@@ -1,9 +1,16 @@
-"""Checkpoints to Hugging Face directories: what a Lightning checkpoint must carry to be exported on its own."""
+"""Checkpoints to Hugging Face directories: what a Lightning checkpoint must carry to be exported on its own.
+
+A LoRA policy (`lora:`, with or without a 4-bit base) is exported merged by default: each adapter's update is added
+to its base weight (a 4-bit base weight is dequantized first) and the result is a plain transformers model. With
+`adapters_only` the peft adapter is written alone (adapter_config.json + adapter_model.safetensors), to be loaded with
+`PeftModel.from_pretrained` on the base it was trained on.
+"""
 
 from __future__ import annotations
 
 import base64
 import importlib
+import json
 import os
 import pickle
 import tempfile
@@ -24,8 +31,12 @@ POSITION_KEY = "litforge_position"  # the model config field recording the posit
 
 
 def checkpoint_metadata(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """The model's config and the tokenizer's files, as plain data that `torch.load(weights_only=True)` accepts."""
-    return {"hf_config": model.config.to_dict(), "tokenizer": tokenizer_files(tokenizer)}
+    """The model's config and the tokenizer's files (and a LoRA policy's adapter config, as JSON text), as plain data
+    that `torch.load(weights_only=True)` accepts."""
+    meta = {"hf_config": model.config.to_dict(), "tokenizer": tokenizer_files(tokenizer)}
+    if hasattr(model, "peft_config"):  # a peft model: its config is the base model's
+        meta["lora"] = json.dumps(model.peft_config["default"].to_dict(), default=sorted)  # target_modules is a set
+    return meta
 
 
 def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
@@ -116,28 +127,66 @@ def _not_a_zip(path: Path) -> str:
     return "is not a PyTorch checkpoint (torch.save writes a zip archive; this file is not one)"
 
 
-def model_from_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The trained Hugging Face model (fp32, eval mode) and tokenizer stored in a litforge checkpoint."""
+def model_from_checkpoint(path: str | os.PathLike, merge: bool = True
+                          ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The trained Hugging Face model (fp32, eval mode) and tokenizer stored in a litforge checkpoint.
+
+    A LoRA policy comes back with its adapters merged into the base weights (a 4-bit base dequantized), or with
+    `merge=False` as the peft model (the base in fp32, the adapters beside it).
+    """
     checkpoint = load_checkpoint(path)
     meta = checkpoint["litforge"]
-    config = config_from_dict(meta["hf_config"])
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    hf_config = dict(meta["hf_config"])
+    hf_config.pop("quantization_config", None)  # the export is full precision; from_pretrained would quantize again
+    model = AutoModelForCausalLM.from_config(config_from_dict(hf_config), dtype=torch.float32)
     reattach(model)  # the position encoding the config records (CoPE ...), if any
     prefix = "model."
     state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    tied = _tied_keys(model)
+    if not merge and "lora" not in meta:
+        raise CheckpointError(path, "holds no LoRA adapters (trained without `lora:`): export it without "
+                                    "--adapters-only")
+    if "lora" in meta:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig.from_peft_type(**json.loads(meta["lora"])))
+        state = dequantized(state)
+        tied = {"base_model.model." + key for key in tied}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [key for key in missing if key not in _tied_keys(model)]
+    missing = [key for key in missing if key not in tied]
     if missing or unexpected:
         raise CheckpointError(path, f"its weights do not fit its stored config "
                                     f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    if "lora" in meta and merge:
+        model = model.merge_and_unload()
     return model.eval(), tokenizer_from_files(meta["tokenizer"])
 
 
-def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str | None = None) -> Path:
-    """Write a checkpoint as a Hugging Face directory (safetensors + tokenizer), atomically."""
+def dequantized(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with each bitsandbytes 4-bit weight (packed uint8 plus its quant-state entries) as a float32
+    weight; other entries unchanged."""
+    from bitsandbytes.functional import QuantState, dequantize_4bit
+
+    marker = ".quant_state.bitsandbytes__"
+    weights = {key.split(marker)[0] for key in state if marker in key}
+    plain = {key: value for key, value in state.items()
+             if not any(key.startswith(weight + ".") for weight in weights)}
+    for weight in weights:
+        parts = {key[len(weight) + 1:]: value for key, value in state.items() if key.startswith(weight + ".")}
+        quant_state = QuantState.from_dict(parts, device=torch.device("cpu"))
+        plain[weight] = dequantize_4bit(state[weight], quant_state).float()
+    return plain
+
+
+def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str | None = None,
+           adapters_only: bool = False) -> Path:
+    """Write a checkpoint as a Hugging Face directory (safetensors + tokenizer), atomically.
+
+    A LoRA policy is written merged into its base weights, or with `adapters_only` as the peft adapter alone.
+    """
     refuse_nonempty(out_dir)  # before the (slow) load
     torch_dtype(dtype)
-    model, tokenizer = model_from_checkpoint(checkpoint)
+    model, tokenizer = model_from_checkpoint(checkpoint, merge=not adapters_only)
     return save_directory(model, tokenizer, out_dir, dtype)
 
 
@@ -158,7 +207,7 @@ def torch_dtype(name: str | None) -> torch.dtype | None:
 
 def save_directory(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | os.PathLike,
                    dtype: str | None = None) -> Path:
-    """Write model and tokenizer with `save_pretrained`, atomically.
+    """Write model and tokenizer with `save_pretrained`, atomically (a peft model writes its adapter alone).
 
     The directory appears complete or not at all: it is written beside its destination and renamed into place.
     """

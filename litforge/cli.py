@@ -283,7 +283,8 @@ def _no_adverts(record: logging.LogRecord) -> bool:
 
 
 def export_command(args: list[str]) -> None:
-    """`litforge export CKPT OUT_DIR`: write a Hugging Face directory from a litforge checkpoint."""
+    """`litforge export CKPT OUT_DIR`: write a Hugging Face directory from a litforge checkpoint (LoRA adapters merged
+    into the base weights unless --adapters-only)."""
     from litforge.checkpoint import export
 
     parser = argparse.ArgumentParser(prog="litforge export", description=export_command.__doc__)
@@ -291,8 +292,11 @@ def export_command(args: list[str]) -> None:
     parser.add_argument("out_dir", help="new directory for config.json, model.safetensors and the tokenizer")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="cast the weights before saving (default: keep fp32)")
+    parser.add_argument("--adapters-only", action="store_true",
+                        help="a LoRA policy: write the peft adapter alone (PeftModel.from_pretrained on its base), "
+                             "not the base with the adapters merged")
     options = parser.parse_args(args)
-    path = export(options.checkpoint, options.out_dir, options.dtype)
+    path = export(options.checkpoint, options.out_dir, options.dtype, adapters_only=options.adapters_only)
     print(f"exported {options.checkpoint} -> {path}")
 
 

@@ -1,7 +1,17 @@
-"""What every litforge LightningModule shares: building the Hugging Face model, the optimizer, checkpoint metadata."""
+"""What every litforge LightningModule shares: building the Hugging Face model, the optimizer, checkpoint metadata.
+
+LoRA and QLoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"; Dettmers et al. 2023, "QLoRA:
+Efficient Finetuning of Quantized LLMs") are settings of every objective here: `lora:` trains peft adapters instead
+of all weights, `quantization:` loads the frozen base in 4-bit NF4 through bitsandbytes. Departures from QLoRA:
+1. No paged optimizer by default: the optimizer is whatever `optimizer:` names (configs/optim/qlora.yaml picks
+   bitsandbytes' 8-bit AdamW, which also runs on CPU).
+2. A freshly initialised `TinyModel` is quantized by writing it to a temporary directory and loading it back with
+   the quantization config, so both backbones go through transformers' own 4-bit loading.
+"""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -13,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.backbones import Backbone, TinyModel
 from litforge.checkpoint import checkpoint_metadata
+from litforge.errors import ConfigError, require
 from litforge.plugins.position.base import PositionEncoding
 from litforge.resume import RandomState
 from litforge.runtime import keep_freed_memory
@@ -31,13 +42,23 @@ class LitforgeModule(L.LightningModule):
         gradient_checkpointing: recompute activations in the backward pass to save memory.
         optimizer: optimizer class and its arguments (any torch or bitsandbytes optimizer, named in YAML).
         scheduler: learning-rate scheduler class and its arguments (stepped every optimizer step), or None.
+        lora: peft `LoraConfig` arguments (r, lora_alpha, lora_dropout, target_modules: a list or "all-linear", ...)
+            to train LoRA adapters instead of all weights (None: full fine-tuning).
+        quantization: transformers `BitsAndBytesConfig` arguments loading the frozen base in 4 bits (QLoRA), e.g.
+            {load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_compute_dtype: bfloat16,
+            bnb_4bit_use_double_quant: true}; needs `lora` (a 4-bit base cannot be trained itself).
     """
 
     plugin_fields: tuple[str, ...] = ("backbone", "tokenizer", "position", "optimizer", "scheduler")
 
     def __init__(self, backbone: Backbone = lazy_instance(TinyModel), tokenizer: PreTrainedTokenizerBase | None = None,
                  position: PositionEncoding | None = None, gradient_checkpointing: bool = False,
-                 optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None):
+                 optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None,
+                 lora: dict[str, Any] | None = None, quantization: dict[str, Any] | None = None):
+        if lora is not None:
+            lora_config(lora)  # a bad key fails here, not when the model is built
+        if quantization is not None:
+            quantization_config(quantization)
         super().__init__()
         # init arguments holding objects stay out of the hyperparameters (checkpoint, logger): each class names its
         # own in `plugin_fields`, and the union over the class hierarchy is ignored here, once
@@ -49,12 +70,28 @@ class LitforgeModule(L.LightningModule):
         self.gradient_checkpointing = gradient_checkpointing
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.lora = lora
+        # while PreferenceModule still takes `lora` itself and wraps the model in its own `build_model`, only a
+        # `lora` given here is applied here
+        self.adapters_here = lora is not None
+        self.quantization = quantization
         self.model: PreTrainedModel | None = None
 
     def build_model(self) -> PreTrainedModel:
-        """Build the network from the backbone spec and attach the position plugin."""
+        """Build the network from the backbone spec (4-bit with `quantization`), attach the position plugin, add the
+        LoRA adapters."""
         tok = self.tokenizer
-        model = self.backbone.build(len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+        ids = (len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+        if self.quantization is None:
+            model = self.backbone.build(*ids)
+        else:
+            require(self.lora is not None, "quantization", "a 4-bit base cannot be trained itself: set `lora:` to "
+                                                           "train adapters on it (configs/optim/qlora.yaml)")
+            from peft import prepare_model_for_kbit_training
+
+            model = self.backbone.build_quantized(quantization_config(self.quantization), *ids)
+            # freezes the base, keeps norms and embeddings in fp32; checkpointing is switched on below when asked
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if self.position is not None:
             self.position.attach(model)
         if self.gradient_checkpointing:
@@ -63,6 +100,10 @@ class LitforgeModule(L.LightningModule):
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # training never reuses the cache; generation turns it back on
+        if self.adapters_here:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, lora_config(self.lora))
         return model
 
     def configure_model(self) -> None:
@@ -91,6 +132,33 @@ class LitforgeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)
+
+
+def lora_config(lora: dict[str, Any]) -> Any:
+    """The peft `LoraConfig` of a `lora:` mapping; an unknown key or a bad value is a ConfigError naming `lora`."""
+    from peft import LoraConfig
+
+    try:
+        config = LoraConfig(task_type="CAUSAL_LM", **lora)
+    except (TypeError, ValueError) as error:
+        raise ConfigError("lora", str(error)) from None
+    require(isinstance(config.r, int) and config.r >= 1, "lora", f"r must be a positive integer, got {config.r!r}")
+    return config
+
+
+def quantization_config(quantization: dict[str, Any]) -> Any:
+    """The transformers `BitsAndBytesConfig` of a `quantization:` mapping (4-bit only); ConfigError naming the field."""
+    from transformers import BitsAndBytesConfig
+
+    known = [name for name in inspect.signature(BitsAndBytesConfig).parameters if name != "kwargs"]
+    unknown = sorted(set(quantization) - set(known))
+    require(not unknown, "quantization", f"unknown keys {unknown}; BitsAndBytesConfig takes {', '.join(known)}")
+    require(quantization.get("load_in_4bit") is True, "quantization",
+            "litforge quantizes the base in 4 bits only: set load_in_4bit: true (QLoRA)")
+    try:
+        return BitsAndBytesConfig(**quantization)
+    except (TypeError, ValueError, AttributeError) as error:  # e.g. a compute dtype torch does not have
+        raise ConfigError("quantization", str(error)) from None
 
 
 def shard_model(model: nn.Module, mesh) -> None:

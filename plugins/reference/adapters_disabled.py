@@ -17,7 +17,7 @@ class AdaptersDisabled(ReferenceSource):
 
     def bind(self, module):
         if not hasattr(module.model, "disable_adapter"):
-            raise ConfigError("reference", "AdaptersDisabled needs a LoRA policy: set `lora:` on the preference module")
+            raise ConfigError("reference", "AdaptersDisabled needs a LoRA policy: set `lora:` on the model (configs/optim/qlora.yaml)")
 
     def logprobs(self, module, batch, key):
         with reference_mode(module.model), module.model.disable_adapter():

@@ -1,0 +1,124 @@
+"""LoRA and QLoRA on every objective: a 4-bit NF4 base (bitsandbytes, on CPU) with peft adapters, the
+adapters-disabled reference, bf16-mixed steps, and exports merged or adapters alone."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+from preference_helpers import make
+
+from litforge.backbones import LocalCheckpoint, TinyModel
+from litforge.checkpoint import export, model_from_checkpoint
+from litforge.datamodules import SyntheticTextDataModule
+from litforge.errors import CheckpointError, ConfigError
+from litforge.lightning_modules import CausalLM, DPONLL
+from litforge.plugins.reference import AdaptersDisabled, FrozenCopy
+
+pytest.importorskip("peft", reason="peft is the lora extra")
+bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is the qlora extra")
+
+NF4 = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "float32",
+       "bnb_4bit_use_double_quant": True}
+LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
+
+
+@pytest.fixture
+def backbone():
+    """A tiny Llama 64 wide: bitsandbytes' 4-bit blocks are 64 inputs long, so every linear layer is quantizable."""
+    return TinyModel(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                     max_position_embeddings=128)
+
+
+def trainer(root, **options) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     default_root_dir=root, limit_val_batches=0, **options)
+
+
+def assert_qlora(model) -> None:
+    """Every decoder linear layer is 4-bit (NF4, frozen); only LoRA matrices train."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    assert len(layers) == 2 * 7  # q, k, v, o, gate, up, down per layer; not the output head
+    for layer in layers:
+        base = layer.get_base_layer()
+        assert isinstance(base, bnb.nn.Linear4bit) and isinstance(base.weight, bnb.nn.Params4bit)
+        assert base.weight.quant_state.quant_type == "nf4" and not base.weight.requires_grad
+    trained = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    assert trained and all(".lora_A." in name or ".lora_B." in name for name in trained)
+
+
+def test_qlora_sft_trains_only_the_adapters(backbone, tmp_path):
+    data = SyntheticTextDataModule(num_train=64, num_val=8, max_length=32, batch_size=8)
+    data.setup("fit")
+    module = CausalLM(backbone=backbone, tokenizer=data.tokenizer, lora=LORA, quantization=NF4,
+                      optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    module.configure_model()
+    assert_qlora(module.model)
+    batch = data.collate(data.splits["train"][:8])
+    frozen = {name: p.detach().clone() for name, p in module.model.named_parameters() if not p.requires_grad}
+    loss = lambda: torch.nn.functional.cross_entropy(  # noqa: E731
+        module(batch["input_ids"], batch["attention_mask"])[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+        ignore_index=-100).item()
+    start = loss()
+    trainer(tmp_path, max_steps=8).fit(module, datamodule=data)
+    assert loss() < start - 0.3
+    after = dict(module.model.named_parameters())
+    assert all(torch.equal(after[name].detach(), value) for name, value in frozen.items())
+
+
+def test_qlora_dpo_step_with_the_base_as_reference(backbone, tmp_path):
+    module, data = make(backbone=backbone, lora=LORA, quantization=NF4, reference=AdaptersDisabled(),
+                        optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    assert_qlora(module.model)
+    batch = data.collate(data.splits["train"][:8])
+    base = module.model.get_base_model()
+    with module.model.disable_adapter():
+        expected = module.pair_logprobs(base, batch)
+    reference = module.reference.logprobs(module, batch, "train")
+    policy = module.pair_logprobs(module.model, batch)
+    assert torch.allclose(reference[0], expected.chosen, atol=1e-5)  # the 4-bit base, adapters off
+    assert torch.allclose(policy.chosen, reference[0], atol=1e-5)  # fresh adapters (B = 0): policy = base
+    start = module.loss(policy.chosen, policy.rejected, *reference, policy).item()
+    trainer(tmp_path, max_steps=6).fit(module, datamodule=data)
+    policy = module.pair_logprobs(module.model, batch)
+    reference_after = module.reference.logprobs(module, batch, "train")
+    assert torch.allclose(reference_after[0], reference[0], atol=1e-4)  # the base did not move
+    assert module.loss(policy.chosen, policy.rejected, *reference_after, policy).item() < start - 0.05
+
+
+def test_a_frozen_copy_of_a_4bit_policy_is_the_base(backbone):
+    """FrozenCopy deep-copies the quantized policy: it works, at twice AdaptersDisabled's memory."""
+    module, data = make(backbone=backbone, lora=LORA, quantization=NF4, reference=FrozenCopy())
+    batch = data.collate(data.splits["train"][:4])
+    assert isinstance(module.reference_model.get_base_model().model.layers[0].mlp.up_proj.get_base_layer(),
+                      bnb.nn.Linear4bit)
+    reference = module.reference.logprobs(module, batch, "train")
+    # the copy runs in eval mode, where bitsandbytes' CPU kernel keeps the block scales in bf16: equal to ~1e-4/token
+    assert torch.allclose(reference[0], module.pair_logprobs(module.model, batch).chosen, atol=1e-2)
+
+
+def test_a_4bit_base_without_lora_is_refused(backbone, tokenizer):
+    module = CausalLM(backbone=backbone, tokenizer=tokenizer, quantization=NF4)
+    with pytest.raises(ConfigError, match="^quantization: a 4-bit base cannot be trained itself"):
+        module.configure_model()
+
+
+@pytest.mark.parametrize("quantization, message", [
+    ({"load_in_8bit": True}, "quantization: litforge quantizes the base in 4 bits only"),
+    ({"load_in_4bit": True, "bnb_4bit_quant_typ": "nf4"}, r"quantization: unknown keys \['bnb_4bit_quant_typ'\]"),
+    ({"load_in_4bit": True, "bnb_4bit_compute_dtype": "bfloat1"}, "quantization: .*bfloat1")])
+def test_a_bad_quantization_mapping_fails_when_declared(quantization, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        CausalLM(quantization=quantization, lora=LORA)
+
+
+def test_lora_on_sft(tiny_backbone, tokenizer):
+    module = CausalLM(backbone=tiny_backbone, tokenizer=tokenizer, lora={"r": 4, "target_modules": ["q_proj"]})
+    module.configure_model()
+    trained = [name for name, parameter in module.model.named_parameters() if parameter.requires_grad]
+    assert len(trained) == 4 and all("q_proj.lora_" in name for name in trained)
+    assert module.hparams.lora == {"r": 4, "target_modules": ["q_proj"]}
