@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from litforge.data import Collator, Sample
 from litforge.errors import ConfigError
-from litforge.sampling import ResumableDataLoader, ResumableSampler
+from litforge.sampling import LengthGroupedSampler, ResumableDataLoader, ResumableSampler
 from litforge.sources import DataSource, StreamingDataLoader, code_fingerprint, tokenizer_fingerprint
 from litforge.tokenizer import load_tokenizer
 
@@ -30,10 +30,18 @@ class LMDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: seed of the shuffle order (the order depends on seed and epoch only; a resumed fit continues it at
             the batch after the last one trained, see `litforge.sampling`).
+        group_by_length: batch training samples of similar length together (less padding): the shuffled epoch is
+            sorted by length within mega-batches of `group_size` batches, and the batches are shuffled
+            (`litforge.sampling.LengthGroupedSampler`). Validation and test batches keep the data's order.
+        group_size: batches per mega-batch sorted by length (larger: less padding, a less random order).
+        max_tokens: token budget per device per step (batches of varying size whose samples times their longest
+            length stay within it; implies group_by_length). Each batch then carries `loss_scale` for the objective
+            to keep the mean over samples (see `LengthGroupedSampler`); None: `batch_size` samples per batch.
     """
 
     def __init__(self, tokenizer: str | None = None, max_length: int = 256, batch_size: int = 16,
-                 val_batch_size: int | None = None, num_workers: int = 0, seed: int = 0):
+                 val_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
+                 group_by_length: bool = False, group_size: int = 50, max_tokens: int | None = None):
         super().__init__()
         self.tokenizer = load_tokenizer(tokenizer)
         self.max_length = max_length
@@ -41,6 +49,9 @@ class LMDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.group_by_length = group_by_length or max_tokens is not None
+        self.group_size = group_size
+        self.max_tokens = max_tokens
         self.splits: dict[str, Split | None] = {}
         self.collate = Collator(self.tokenizer.pad_token_id)
 
@@ -67,9 +78,31 @@ class LMDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.overfit_batches:  # debug mode: the first batches, in order
             return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)
         shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None  # None: one process
-        sampler = ResumableSampler(data, seed=self.seed, **(shard or {}))
+        if self.group_by_length:
+            sampler = self.length_grouped_sampler(data, shard or {})
+        else:
+            sampler = ResumableSampler(data, seed=self.seed, **(shard or {}))
         return ResumableDataLoader(data, sampler, batch_size=self.batch_size, collate_fn=self.collate,
                                    num_workers=self.num_workers)
+
+    def sample_length(self, sample: Sample) -> int:
+        """The tokens a sample adds to a padded batch: the summed length of its `*input_ids` fields (both rows of a
+        preference pair); a subclass whose batches are laid out otherwise overrides it."""
+        return sum(len(value) for key, value in sample.items() if key.endswith("input_ids"))
+
+    def length_grouped_sampler(self, data, shard: dict) -> LengthGroupedSampler:
+        """The training order of `group_by_length`, at the trainer's current epoch (its batch count is this epoch's)."""
+        trainer = self.trainer
+        reloaded = getattr(trainer, "reload_dataloaders_every_n_epochs", 1) == 1
+        if self.max_tokens is not None and getattr(trainer, "max_epochs", 1) != 1 and not reloaded:
+            raise ConfigError("max_tokens", "token-budget batches vary in number from epoch to epoch and Lightning "
+                                            "counts them when it builds the loader: set trainer."
+                                            "reload_dataloaders_every_n_epochs: 1 (or train a single epoch)")
+        lengths = [self.sample_length(sample) for sample in data]
+        sampler = LengthGroupedSampler(lengths, self.batch_size, self.group_size, self.max_tokens, seed=self.seed,
+                                       **shard)
+        sampler.set_epoch(getattr(trainer, "current_epoch", 0))
+        return sampler
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_loaders("val")

@@ -224,8 +224,10 @@ class ResumableDataLoader(DataLoader):
     """A DataLoader over a `ResumableSampler` whose `state_dict` is the batch to resume from (Lightning saves it).
 
     Each batch advances the sampler by `batch_size * num_replicas` samples (a `LengthGroupedSampler`'s step: its
-    size) as it is handed out, so prefetching workers do not move the resume point. The loader gets its own `torch.Generator` (seeded with the sampler's seed),
-    so starting an iteration never draws from the global random state a checkpoint carries (`litforge.resume`).
+    size) as it is handed out, so prefetching workers do not move the resume point. The loader gets its own
+    `torch.Generator` (seeded with the sampler's seed), so starting an iteration never draws from the global random
+    state a checkpoint carries (`litforge.resume`). Over a `LengthGroupedSampler` the loader takes whole batches of
+    indices from it (`batch_size` None) and, with a token budget, adds `loss_scale` to each dict batch.
 
     Args:
         dataset: the samples.
