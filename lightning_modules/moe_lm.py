@@ -3,8 +3,8 @@ load-balancing loss, with per-expert routing fractions logged per validation dom
 
 loss = CE + alpha * N * sum_i f_i P_i   (`litforge.losses.load_balancing_loss`; alpha = router_aux_loss_coef)
 
-The model is any Mixtral-format checkpoint (`litforge merge` output, loaded with `LocalCheckpoint`); top-k routing
-(k = num_experts_per_tok, 2 by default) is the model's own.
+The model is any Mixtral, Qwen2-MoE or Qwen3-MoE checkpoint (`litforge merge` output, loaded with `LocalCheckpoint`);
+top-k routing (k = num_experts_per_tok, 2 by default) is the model's own.
 
 Departures from the paper:
 1. f_i counts routing slots, so sum_i f_i = 1 (Hugging Face's Mixtral loss lets it sum to k); alpha = 0.01 default.
@@ -42,9 +42,10 @@ class MoECausalLM(CausalLM):
 
     def configure_model(self) -> None:
         super().configure_model()
-        require(hasattr(self.model.config, "num_local_experts"), "backbone",
-                f"MoECausalLM needs a Mixtral-format model; got {self.model.config.model_type!r} "
-                "(merge branches with `litforge merge` and load the result with LocalCheckpoint)")
+        require(hasattr(self.model.config, "num_experts_per_tok"), "backbone",
+                f"MoECausalLM needs a mixture-of-experts model (Mixtral, Qwen2-MoE, Qwen3-MoE); got "
+                f"{self.model.config.model_type!r} (merge branches with `litforge merge` and load the result with "
+                "LocalCheckpoint)")
         if self.freeze_experts:
             freeze_experts(self.model)
 

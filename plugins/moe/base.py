@@ -1,26 +1,69 @@
 """The `Upcycler` base: turns dense branches of one seed model into one model (an MoE or a dense average).
 
-Shared helpers live here: checking that branches fit together, averaging parameters, and building a
-standard Mixtral-format `MixtralForCausalLM` from dense Llama/Mistral FFNs. Mixtral in transformers 5 keeps each
-layer's experts as fused 3D tensors: `mlp.experts.gate_up_proj` (experts, 2 * intermediate, hidden) holding
-[gate_proj; up_proj] and `mlp.experts.down_proj` (experts, hidden, intermediate); the router is `mlp.gate.weight`
-(experts, hidden). `save_pretrained` writes the classic `block_sparse_moe.experts.{i}.w1/w2/w3` layout.
+Shared helpers live here: checking that branches fit together, averaging parameters, and building the standard
+transformers MoE whose decoder layer is the dense family's with the FFN replaced by routed experts:
+
+| dense family        | MoE (transformers)  | router: softmax over experts, top-k, then                               |
+|---------------------|---------------------|-------------------------------------------------------------------------|
+| llama, mistral      | Mixtral             | renormalised over the k (Mixtral's only rule)                           |
+| phi3                | Mixtral             | as above; the fused qkv_proj is split into q/k/v_proj                   |
+| qwen2               | Qwen2-MoE           | renormalised (norm_topk_prob=True); no shared expert (width 0)          |
+| qwen3               | Qwen3-MoE           | renormalised (norm_topk_prob=True, as the released Qwen3-MoE)           |
+
+All three keep each layer's experts as fused 3D tensors: `mlp.experts.gate_up_proj` (experts, 2 * intermediate,
+hidden) holding [gate_proj; up_proj] and `mlp.experts.down_proj` (experts, hidden, intermediate); the router is
+`mlp.gate.weight` (experts, hidden). Attention (Qwen2's q/k/v biases, Qwen3's q/k norms and head_dim), norms,
+rotary settings and sliding windows (Mistral's, Qwen2's per-layer `layer_types`) carry over as config fields both
+configs name. Gemma 2/3 have no counterpart (their layers add sandwich norms around the FFN, scaled embeddings and
+logit soft-capping, which no transformers MoE has; Gemma 4's MoE adds a dense FFN beside the experts) and are
+refused by name, as are settings a target has no place for (biases in Mixtral, Phi's partial rotary, Qwen3's
+sliding layers).
+
+Departures: Qwen2-MoE's shared expert is given width 0 (its gated output is then exactly 0) so that the layer is the
+BTX mixture alone, and the released Qwen1.5-MoE's norm_topk_prob=False is set True so that identical experts
+reproduce the dense model.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedModel
+from transformers import (
+    AutoModelForCausalLM,
+    MixtralConfig,
+    PreTrainedConfig,
+    PreTrainedModel,
+    Qwen2MoeConfig,
+    Qwen3MoeConfig,
+)
 
 from litforge.errors import ConfigError, require
 
-DENSE_TYPES = ("llama", "mistral")  # decoder blocks whose non-FFN weights have Mixtral's names and shapes
-CONFIG_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps",
-                 "pad_token_id", "bos_token_id", "eos_token_id", "tie_word_embeddings", "rope_parameters",
-                 "attention_dropout", "initializer_range")
+
+@dataclass(frozen=True)
+class MoETarget:
+    """A transformers MoE whose decoder layer is a dense family's with routed experts in place of the FFN."""
+
+    config_class: type[PreTrainedConfig]
+    experts_field: str  # the config field that holds the number of experts
+    settings: dict[str, Any] = field(default_factory=dict)  # fixed: BTX's router rule, every layer an MoE layer
+
+
+MIXTRAL = MoETarget(MixtralConfig, "num_local_experts")
+QWEN_SETTINGS = {"norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": []}
+TARGETS = {
+    "llama": MIXTRAL,
+    "mistral": MIXTRAL,
+    "phi3": MIXTRAL,
+    "qwen2": MoETarget(Qwen2MoeConfig, "num_experts", dict(QWEN_SETTINGS, shared_expert_intermediate_size=0)),
+    "qwen3": MoETarget(Qwen3MoeConfig, "num_experts", QWEN_SETTINGS),
+}
+SUPPORTED = "llama, mistral, phi3 (to Mixtral), qwen2 (to Qwen2-MoE), qwen3 (to Qwen3-MoE)"
+NOT_CARRIED = ("model_type", "architectures", "transformers_version", "_name_or_path", "dtype")
 
 
 class Upcycler:
@@ -57,52 +100,98 @@ def average_state(models: Sequence[PreTrainedModel], weights: Sequence[float] | 
             for key in states[0] if skip is None or skip not in key}
 
 
-def mixtral_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok: int) -> MixtralConfig:
-    """A Mixtral config with the dense model's shapes, rotary settings and special tokens, and `num_experts` FFNs."""
+def head_dim(config: PreTrainedConfig) -> int:
+    """Width of one attention head (families without a head_dim field use hidden_size / heads)."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def refuse_unmapped(config: PreTrainedConfig) -> None:
+    """Raise ConfigError when the dense model uses a setting its MoE target has no place for."""
+    name = config.model_type
+    if TARGETS[name] is MIXTRAL:
+        require(not (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)), "experts",
+                f"this {name} model uses attention or FFN biases, which Mixtral does not have")
+    rope = getattr(config, "rope_parameters", None) or {}
+    require(rope.get("partial_rotary_factor", 1.0) == 1.0, "experts",
+            f"this {name} model rotates part of each head (partial_rotary_factor {rope.get('partial_rotary_factor')}),"
+            " which Mixtral does not")
+    require(name != "qwen3" or "sliding_attention" not in (getattr(config, "layer_types", None) or []), "experts",
+            "this qwen3 model has sliding-window layers, which Qwen3-MoE does not have per layer")
+
+
+def moe_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok: int) -> PreTrainedConfig:
+    """The MoE config of the dense model's family: its shapes, attention, rotary and special tokens, `num_experts`
+    experts of the dense FFN's width, and top-k routing renormalised over the k chosen experts."""
     config = dense.config
-    require(config.model_type in DENSE_TYPES, "experts",
-            f"cannot upcycle a {config.model_type!r} model to Mixtral; supported: {', '.join(DENSE_TYPES)}")
-    require(not (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)), "experts",
-            "Mixtral has no attention or FFN biases; the dense model uses them")
+    target = TARGETS.get(config.model_type)
+    require(target is not None, "experts", f"cannot upcycle a {config.model_type!r} model: no transformers MoE has "
+                                           f"its decoder layer; supported: {SUPPORTED}")
+    refuse_unmapped(config)
     require(1 <= num_experts_per_tok <= num_experts, "num_experts_per_tok",
             f"must be between 1 and the {num_experts} experts, got {num_experts_per_tok}")
-    fields = {name: getattr(config, name) for name in CONFIG_FIELDS if getattr(config, name, None) is not None}
-    fields["sliding_window"] = getattr(config, "sliding_window", None)
-    return MixtralConfig(num_local_experts=num_experts, num_experts_per_tok=num_experts_per_tok, **fields)
+    accepted = inspect.signature(target.config_class.__init__).parameters
+    fields = {name: value for name, value in config.to_dict().items() if name in accepted and name not in NOT_CARRIED}
+    if "moe_intermediate_size" in accepted:
+        fields["moe_intermediate_size"] = config.intermediate_size
+    if "original_max_position_embeddings" in config.to_dict():  # Phi-3's longrope switches factors past it
+        fields["original_max_position_embeddings"] = config.original_max_position_embeddings
+    fields.update(target.settings, head_dim=head_dim(config), num_experts_per_tok=num_experts_per_tok,
+                  **{target.experts_field: num_experts})
+    return target.config_class(**fields)
 
 
 def dense_ffn(model: PreTrainedModel, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One layer's FFN as Mixtral expert tensors: gate_up (2 * intermediate, hidden) and down (hidden, intermediate)."""
+    """One layer's FFN as expert tensors: gate_up (2 * intermediate, hidden) and down (hidden, intermediate)."""
     mlp = model.model.layers[layer].mlp
-    gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
+    if hasattr(mlp, "gate_up_proj"):  # Phi-3 keeps [gate; up] fused, the experts' own layout
+        gate_up = mlp.gate_up_proj.weight
+    else:
+        gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
     return gate_up.detach().float(), mlp.down_proj.weight.detach().float()
 
 
-def build_mixtral(shared: dict[str, torch.Tensor], experts: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]],
-                  config: MixtralConfig, router_std: float | None = None, seed: int = 0) -> MixtralForCausalLM:
-    """Assemble a MixtralForCausalLM from the non-FFN weights and each layer's expert FFNs; the router is fresh.
+def split_qkv(state: dict[str, torch.Tensor], config: PreTrainedConfig) -> dict[str, torch.Tensor]:
+    """The state with Phi-3's fused `qkv_proj` rows split into `q_proj`, `k_proj`, `v_proj` (other keys unchanged)."""
+    width = head_dim(config)
+    sizes = [config.num_attention_heads * width] + [config.num_key_value_heads * width] * 2
+    out = {}
+    for key, value in state.items():
+        if key.endswith("self_attn.qkv_proj.weight"):
+            prefix = key.removesuffix("qkv_proj.weight")
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.split(sizes)):
+                out[f"{prefix}{name}.weight"] = part
+        else:
+            out[key] = value
+    return out
+
+
+def build_moe(shared: dict[str, torch.Tensor], experts: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]],
+              config: PreTrainedConfig, router_std: float | None = None, seed: int = 0) -> PreTrainedModel:
+    """Assemble the MoE model of `config` from the non-FFN weights and each layer's expert FFNs; the router is fresh.
 
     Args:
-        shared: embeddings, attention, norms and head, under the dense model's names (which Mixtral shares).
+        shared: embeddings, attention, norms and head, under the dense model's names.
         experts: experts[e][layer] = (gate_up, down) from `dense_ffn`.
-        config: from `mixtral_config`.
+        config: from `moe_config`.
         router_std: std of the router's normal initialisation (None = config.initializer_range).
         seed: seed of the router initialisation.
     """
-    model = MixtralForCausalLM(config).float()
-    state = dict(shared)
+    model = AutoModelForCausalLM.from_config(config).float()
+    state = split_qkv(shared, config)
     generator = torch.Generator().manual_seed(seed)
     std = config.initializer_range if router_std is None else router_std
     for layer in range(config.num_hidden_layers):
         prefix = f"model.layers.{layer}.mlp."
         state[prefix + "experts.gate_up_proj"] = torch.stack([expert[layer][0] for expert in experts])
         state[prefix + "experts.down_proj"] = torch.stack([expert[layer][1] for expert in experts])
-        state[prefix + "gate.weight"] = torch.randn(config.num_local_experts, config.hidden_size,
-                                                    generator=generator) * std
+        state[prefix + "gate.weight"] = torch.randn(len(experts), config.hidden_size, generator=generator) * std
+    # Qwen2-MoE's shared expert has width 0: its output is empty-matrix zeros whatever its gate says
+    state.update({key: torch.zeros_like(value) for key, value in model.state_dict().items() if ".shared_expert" in key})
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [key for key in missing if not (config.tie_word_embeddings and key == "lm_head.weight")]
     if missing or unexpected:
-        raise ValueError(f"dense weights do not fit Mixtral (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(f"dense weights do not fit {type(model).__name__} (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
     return model.eval()

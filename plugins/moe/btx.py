@@ -1,11 +1,12 @@
 """Branch-Train-MiX merge (Sukhbaatar et al. 2024, "Branch-Train-MiX: Mixing Expert LLMs into a Mixture-of-Experts
-LLM", §2.2): each layer's FFN from each domain expert becomes one expert of a Mixtral-format MoE layer; the rest
-is averaged; the router is new.
+LLM", §2.2): each layer's FFN from each domain expert becomes one expert of an MoE layer; the rest is averaged;
+the router is new. The MoE is the standard transformers one of the branches' family (Mixtral for Llama, Mistral
+and Phi-3; Qwen2-MoE and Qwen3-MoE for Qwen2 and Qwen3: `litforge.plugins.moe.base`).
 
-FF_MoE(x) = sum_i g_i(x) FF_i(x), g = top-k(softmax(W_r x)) renormalised over the k chosen experts (Mixtral's rule).
+FF_MoE(x) = sum_i g_i(x) FF_i(x), g = top-k(softmax(W_r x)) renormalised over the k chosen experts.
 
 Departures from the paper:
-1. The top-k gate weights are renormalised to sum to 1 (Mixtral's router, so the checkpoint loads as Mixtral);
+1. The top-k gate weights are renormalised to sum to 1 (Mixtral's router; norm_topk_prob=True for the Qwen MoEs);
    with identical experts this makes the MoE equal to the dense model exactly.
 2. With `include_seed`, the seed's FFN is appended as the last expert, but attention, embeddings and norms are
    still averaged over the domain branches only (the paper's "BTX with the seed as an expert" leaves this unsaid).
@@ -19,10 +20,10 @@ from collections.abc import Sequence
 from litforge.plugins.moe.base import (
     Upcycler,
     average_state,
-    build_mixtral,
+    build_moe,
     check_compatible,
     dense_ffn,
-    mixtral_config,
+    moe_config,
 )
 from transformers import PreTrainedModel
 
@@ -30,7 +31,7 @@ from litforge.errors import require
 
 
 class BTXMerge(Upcycler):
-    """Mix N domain experts into one Mixtral MoE: FFNs become experts, everything else is averaged.
+    """Mix N domain experts into one MoE of their family: FFNs become experts, everything else is averaged.
 
     Args:
         num_experts_per_tok: k of the top-k router (2 in the paper).
@@ -52,7 +53,7 @@ class BTXMerge(Upcycler):
         require(not self.include_seed or seed is not None, "seed", "BTXMerge(include_seed=True) needs the seed model")
         sources = list(experts) + ([seed] if self.include_seed else [])
         check_compatible(sources, [f"expert {index}" for index in range(len(experts))] + ["seed"] * self.include_seed)
-        config = mixtral_config(sources[0], len(sources), self.num_experts_per_tok)
+        config = moe_config(sources[0], len(sources), self.num_experts_per_tok)
         shared = average_state(experts, skip=".mlp.")  # attention, embeddings, norms, head: mean over branches
         ffns = [[dense_ffn(model, layer) for layer in range(config.num_hidden_layers)] for model in sources]
-        return build_mixtral(shared, ffns, config, self.router_std, self.seed)
+        return build_moe(shared, ffns, config, self.router_std, self.seed)

@@ -1,5 +1,5 @@
 """`litforge merge`: run an `Upcycler` (BTX, sparse upcycling, Branch-Train-Merge) over trained branches and write
-a standard Hugging Face directory (Mixtral format for MoE merges) that loads in plain `transformers`.
+a standard Hugging Face directory (Mixtral, Qwen2-MoE or Qwen3-MoE for MoE merges) that loads in plain `transformers`.
 
     litforge merge --config configs/btx/merge.yaml
     litforge merge --upcycler BTXMerge --experts [a/hf,b/hf,c/hf] --seed seed/hf --out merged

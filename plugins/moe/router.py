@@ -1,4 +1,4 @@
-"""Router statistics of a Mixtral-format MoE: which experts the top-k router picks, and freezing the experts."""
+"""Router statistics of a transformers MoE (Mixtral, Qwen2-MoE, Qwen3-MoE): which experts the top-k router picks, and freezing the experts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def routing_fractions(router_logits: torch.Tensor | tuple[torch.Tensor, ...], to
     """Per layer, how many of the top-k routing slots each expert received, and how many tokens were counted.
 
     Args:
-        router_logits: (layers, tokens, N), or Mixtral's tuple of per-layer (tokens, N).
+        router_logits: (layers, tokens, N), or the model's tuple of per-layer (tokens, N).
         top_k: experts per token.
         mask: (tokens,) 1 for real tokens; None counts all.
 

@@ -4,7 +4,8 @@ expert of the MoE starts as a copy of the one dense FFN, and MoE training must m
 Departures from the paper:
 1. Optional Gaussian noise (relative to each weight matrix's std) breaks the symmetry of the copies at the start;
    the original relies on the router alone.
-2. The router is initialised N(0, router_std^2) and top-k weights are renormalised (Mixtral's router).
+2. The router is initialised N(0, router_std^2) and top-k weights are renormalised (Mixtral's router;
+   norm_topk_prob=True for the Qwen MoEs).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from litforge.plugins.moe.base import Upcycler, build_mixtral, dense_ffn, mixtral_config
+from litforge.plugins.moe.base import Upcycler, build_moe, dense_ffn, moe_config
 from transformers import PreTrainedModel
 
 from litforge.errors import require
 
 
 class SparseUpcycle(Upcycler):
-    """Copy one dense model's FFN into `num_experts` experts of a Mixtral MoE; everything else is kept as is.
+    """Copy one dense model's FFN into `num_experts` experts of an MoE of its family; everything else is kept as is.
 
     Args:
         num_experts: experts per layer.
@@ -47,7 +48,7 @@ class SparseUpcycle(Upcycler):
             require(len(experts) == 1, "experts", "SparseUpcycle copies one dense model: pass the seed, or exactly "
                                                   f"one model (got {len(experts)})")
             seed = experts[0]
-        config = mixtral_config(seed, self.num_experts, self.num_experts_per_tok)
+        config = moe_config(seed, self.num_experts, self.num_experts_per_tok)
         generator = torch.Generator().manual_seed(self.seed + 1)
 
         def copy(weight: torch.Tensor) -> torch.Tensor:
@@ -56,4 +57,4 @@ class SparseUpcycle(Upcycler):
         ffns = [[tuple(copy(weight) for weight in dense_ffn(seed, layer)) for layer in range(config.num_hidden_layers)]
                 for _ in range(self.num_experts)]
         shared = {key: value.float() for key, value in seed.state_dict().items() if ".mlp." not in key}
-        return build_mixtral(shared, ffns, config, self.router_std, self.seed)
+        return build_moe(shared, ffns, config, self.router_std, self.seed)

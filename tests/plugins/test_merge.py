@@ -147,5 +147,5 @@ def test_moe_module_refuses_a_dense_model(tmp_path, branches):
     from litforge.backbones import LocalCheckpoint
 
     module = MoECausalLM(backbone=LocalCheckpoint(branches[0][0]))
-    with pytest.raises(ConfigError, match="^backbone: MoECausalLM needs a Mixtral-format model"):
+    with pytest.raises(ConfigError, match="^backbone: MoECausalLM needs a mixture-of-experts model"):
         module.configure_model()

@@ -64,10 +64,15 @@ def test_experts_with_different_configs_give_a_clear_error(tokenizer):
         BTXMerge(num_experts_per_tok=3).merge([build(tokenizer), build(tokenizer)])
 
 
-def test_unsupported_dense_architecture_is_refused(tokenizer):
+def test_each_family_gets_its_own_moe_and_gemma_is_refused(tokenizer, ids):
     qwen = build(tokenizer, model_type="qwen2")
-    with pytest.raises(ValueError, match="qwen2"):
-        BTXMerge().merge([qwen, qwen])
+    moe = BTXMerge().merge([qwen, qwen])
+    assert type(moe).__name__ == "Qwen2MoeForCausalLM" and moe.config.norm_topk_prob
+    with torch.no_grad():
+        torch.testing.assert_close(moe(input_ids=ids).logits, qwen(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+    gemma = build(tokenizer, model_type="gemma2", config={"head_dim": 16})
+    with pytest.raises(ConfigError, match="^experts: cannot upcycle a 'gemma2' model: .*; supported: llama, "):
+        BTXMerge().merge([gemma, gemma])
 
 
 def test_sparse_upcycle_copies_the_ffn_and_noise_breaks_the_symmetry(tokenizer, ids):
