@@ -40,25 +40,12 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from litforge.data import IGNORE_INDEX
-from litforge.errors import ConfigError, require
 from litforge.losses import token_logprobs
 from litforge.module import LitforgeModule, shard_model
 from litforge.packing import PackedPairs, pack_pairs, packed_hidden_states, packing_refusal
 from litforge.shared_prompt import share_prompts, shared_hidden_states, shared_layout_fits
 
 METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
-
-
-def lora_config(lora: dict[str, Any]) -> Any:
-    """The peft `LoraConfig` of a `lora:` mapping; an unknown key or a bad value is a ConfigError naming `lora`."""
-    from peft import LoraConfig
-
-    try:
-        config = LoraConfig(task_type="CAUSAL_LM", **lora)
-    except (TypeError, ValueError) as error:
-        raise ConfigError("lora", str(error)) from None
-    require(isinstance(config.r, int) and config.r >= 1, "lora", f"r must be a positive integer, got {config.r!r}")
-    return config
 
 
 @dataclass
@@ -96,7 +83,6 @@ class PreferenceModule(LitforgeModule):
 
     Args:
         reference: where reference log-probs come from (FrozenCopy, PrecomputedReference, AdaptersDisabled).
-        lora: peft `LoraConfig` arguments to train LoRA adapters instead of all weights (None: full fine-tuning).
         shared_prompt: run each pair as one row [prompt, chosen, rejected] (the prompt computed once) instead of
             two rows; the log-probs are the same.
         padding_free: run all of a batch's sequences as one row without padding (`litforge.packing`: positions
@@ -110,13 +96,10 @@ class PreferenceModule(LitforgeModule):
     metric_names: tuple[str, ...] = METRICS  # per-pair values logged as train/<name> and val/<name>
     plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (LitforgeModule)
 
-    def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), lora: dict[str, Any] | None = None,
-                 shared_prompt: bool = True, padding_free: bool = True, **kwargs):
-        if lora is not None:
-            lora_config(lora)  # a bad key fails here, not when the model is built
+    def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), shared_prompt: bool = True,
+                 padding_free: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.reference = reference if self.needs_reference else None
-        self.lora = lora
         self.shared_prompt = shared_prompt
         self.padding_free = padding_free
         self.refusals: set[str] = set()  # reasons a model took padded rows, each logged once
@@ -125,14 +108,6 @@ class PreferenceModule(LitforgeModule):
                                       for stage in ("train_", "val_")})
         self.metrics["val_"]["loss"] = MeanMetric()
         self.extra_values: dict[str, torch.Tensor] = {}  # per-pair values a `loss` hook adds to the metrics
-
-    def build_model(self):
-        model = super().build_model()
-        if self.lora is not None:
-            from peft import get_peft_model
-
-            model = get_peft_model(model, lora_config(self.lora))
-        return model
 
     def configure_model(self) -> None:
         if self.model is None:

@@ -5,12 +5,12 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from litforge.plugins.position import CoPE
+from litforge.plugins.reference import AdaptersDisabled, PrecomputedReference
 from preference_helpers import make
 
 from litforge.data import IGNORE_INDEX
 from litforge.packing import BlockGroups, pack_pairs, packed_sdpa_attention, packing_refusal
-from litforge.plugins.position import CoPE
-from litforge.plugins.reference import PrecomputedReference
 
 
 def hand_made_pairs() -> dict:
@@ -154,3 +154,19 @@ def test_precomputed_reference_table_equals_the_padded_one(tiny_backbone, tmp_pa
                             reference=PrecomputedReference(str(tmp_path / str(padding_free))))
         tables.append(module.reference.compute(module, data.train_dataloader()))
     assert torch.allclose(*tables, atol=1e-5)
+
+
+def test_a_lora_policy_packs_and_its_adapters_disabled_reference_too(tiny_backbone):
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    module, data = make(backbone=tiny_backbone, lora=lora, reference=AdaptersDisabled())
+    for parameter in module.model.parameters():  # adapters that change the output
+        if parameter.requires_grad:
+            torch.nn.init.normal_(parameter, std=0.5)
+    batch = uneven_batch(data, True)
+    packed = module.pair_logprobs(module.model, batch)
+    packed_reference = module.reference.logprobs(module, batch, "train")
+    module.padding_free = False
+    padded = module.pair_logprobs(module.model, batch)
+    assert torch.allclose(packed.chosen, padded.chosen, atol=1e-5)
+    assert torch.allclose(packed_reference[1], module.reference.logprobs(module, batch, "train")[1], atol=1e-5)
+    assert not torch.allclose(packed_reference[1], padded.rejected, atol=1e-3)  # the adapters were off
