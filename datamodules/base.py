@@ -91,17 +91,22 @@ class LMDataModule(L.LightningDataModule):
         return sum(len(value) for key, value in sample.items() if key.endswith("input_ids"))
 
     def length_grouped_sampler(self, data, shard: dict) -> LengthGroupedSampler:
-        """The training order of `group_by_length`, at the trainer's current epoch (its batch count is this epoch's)."""
-        trainer = self.trainer
-        reloaded = getattr(trainer, "reload_dataloaders_every_n_epochs", 1) == 1
-        if self.max_tokens is not None and getattr(trainer, "max_epochs", 1) != 1 and not reloaded:
-            raise ConfigError("max_tokens", "token-budget batches vary in number from epoch to epoch and Lightning "
-                                            "counts them when it builds the loader: set trainer."
-                                            "reload_dataloaders_every_n_epochs: 1 (or train a single epoch)")
+        """The training order of `group_by_length`, at the trainer's current epoch (its batch count is this epoch's).
+
+        Token-budget epochs differ in batch count, and Lightning counts an epoch's batches once, when it builds the
+        loader; a fit that can reach a second epoch must rebuild it every epoch (else a longer epoch is cut short).
+        """
         lengths = [self.sample_length(sample) for sample in data]
         sampler = LengthGroupedSampler(lengths, self.batch_size, self.group_size, self.max_tokens, seed=self.seed,
                                        **shard)
+        trainer = self.trainer
         sampler.set_epoch(getattr(trainer, "current_epoch", 0))
+        if self.max_tokens is not None and trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
+            batches = getattr(trainer, "max_steps", -1) * getattr(trainer, "accumulate_grad_batches", 1)
+            if trainer.max_epochs != 1 and not 0 <= batches <= len(sampler):
+                raise ConfigError("max_tokens", "token-budget epochs differ in batch count, which Lightning reads once: "
+                                                "a fit of more than one epoch needs trainer."
+                                                "reload_dataloaders_every_n_epochs: 1")
         return sampler
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:

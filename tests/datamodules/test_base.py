@@ -95,9 +95,10 @@ def test_max_tokens_batches_fit_the_budget_and_carry_their_loss_scale():
 class Run:
     """What a datamodule reads of a trainer: data-parallel shard, epochs, reloading, the current epoch."""
 
-    def __init__(self, ranks=1, rank=0, max_epochs=1, reload=0, current_epoch=0):
+    def __init__(self, ranks=1, rank=0, max_epochs=1, max_steps=-1, reload=0, current_epoch=0):
         self.distributed_sampler_kwargs = {"num_replicas": ranks, "rank": rank}
-        self.max_epochs, self.reload_dataloaders_every_n_epochs, self.current_epoch = max_epochs, reload, current_epoch
+        self.max_epochs, self.max_steps, self.accumulate_grad_batches = max_epochs, max_steps, 1
+        self.reload_dataloaders_every_n_epochs, self.current_epoch = reload, current_epoch
         self.overfit_batches = 0
 
 
@@ -110,9 +111,11 @@ def test_grouped_batches_are_sharded_by_step_and_start_at_the_trainers_epoch():
 
 
 def test_max_tokens_over_several_epochs_needs_reloaded_loaders():
-    with pytest.raises(ConfigError, match="^max_tokens: token-budget batches vary in number"):
-        grouped_loader(Run(max_epochs=2), max_tokens=40)
-    assert grouped_loader(Run(max_epochs=2, reload=1), max_tokens=40).sampler.max_tokens == 40
+    for several in (Run(max_epochs=2), Run(max_epochs=-1, max_steps=9)):  # 8 batches in an epoch (see above)
+        with pytest.raises(ConfigError, match="^max_tokens: token-budget epochs differ in batch count"):
+            grouped_loader(several, max_tokens=40)
+    for one in (Run(max_epochs=2, reload=1), Run(max_epochs=1), Run(max_epochs=-1, max_steps=8)):
+        assert grouped_loader(one, max_tokens=40).sampler.max_tokens == 40
 
 
 @pytest.mark.slow  # a real fit: Lightning takes the loader of whole batches and counts its steps
