@@ -14,6 +14,7 @@ from litforge.datamodules import SFTDataModule
 from litforge.lightning_modules import MoECausalLM
 from litforge.plugins.moe import BTXMerge, SparseUpcycle
 from litforge.plugins.moe.merge import merge
+from litforge.plugins.moe.router import freeze_experts
 from transformers import AutoModelForCausalLM
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -141,6 +142,7 @@ def test_qwen2_moe_mapping_keeps_biases_and_has_no_shared_expert():
     torch.testing.assert_close(layer.self_attn.q_proj.bias, seed.model.layers[0].self_attn.q_proj.bias)
     assert layer.mlp.shared_expert.gate_proj.weight.numel() == 0
     torch.testing.assert_close(layer.mlp.shared_expert(torch.randn(3, 32)), torch.zeros(3, 32))
+    assert freeze_experts(moe) == 2 * 2  # gate_up and down of two layers; the empty shared expert is not an expert
 
 
 def test_phi3_fused_projections_are_split_into_mixtral_names():

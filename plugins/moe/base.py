@@ -27,6 +27,7 @@ reproduce the dense model.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,8 +134,6 @@ def moe_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok: in
     fields = {name: value for name, value in config.to_dict().items() if name in accepted and name not in NOT_CARRIED}
     if "moe_intermediate_size" in accepted:
         fields["moe_intermediate_size"] = config.intermediate_size
-    if "original_max_position_embeddings" in config.to_dict():  # Phi-3's longrope switches factors past it
-        fields["original_max_position_embeddings"] = config.original_max_position_embeddings
     fields.update(target.settings, head_dim=head_dim(config), num_experts_per_tok=num_experts_per_tok,
                   **{target.experts_field: num_experts})
     return target.config_class(**fields)
@@ -176,7 +175,9 @@ def build_moe(shared: dict[str, torch.Tensor], experts: Sequence[Sequence[tuple[
         router_std: std of the router's normal initialisation (None = config.initializer_range).
         seed: seed of the router initialisation.
     """
-    model = AutoModelForCausalLM.from_config(config).float()
+    with warnings.catch_warnings():  # Qwen2-MoE's zero-width shared expert: "initializing zero-element tensors"
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        model = AutoModelForCausalLM.from_config(config).float()
     state = split_qkv(shared, config)
     generator = torch.Generator().manual_seed(seed)
     std = config.initializer_range if router_std is None else router_std
