@@ -4,11 +4,12 @@ siblings held out as unseen tools, and the SFT rows of every program step built 
 
 The library: a family is a topic ("weather", "traffic", ...); its six tools are the topic x a time ("now",
 "tomorrow", "last year") x a place ("city", "country"). A tool's description names its three attributes ("weather
-tomorrow by city"), its name is an opaque three-letter code (so only the description tells siblings apart), and its one
-parameter is its place ("city" or "country"), filled with the place the request is about. With `rename` (the
-default) every input shows its candidates under fresh random codes, so that a name carries nothing a model could
-memorise: choosing means reading the descriptions and copying a name, for seen and unseen tools alike. Siblings differ in one
-attribute: the hard negatives of a candidate set.
+tomorrow by city"), its library name is an opaque three-letter code, and its one parameter is its place ("city" or
+"country"), filled with the place the request is about. An input does not show library names: with `names="numbered"`
+(the default) its candidates are numbered options, each line the description and then its number ("weather tomorrow
+by city: 2"), and the answer is the number copied from that line; with `names="random"` they carry fresh random
+codes. Either way a name carries nothing a model could memorise: choosing means reading the descriptions and copying
+a name, for seen and unseen tools alike. Siblings differ in one attribute: the hard negatives of a candidate set.
 
 A request names the topic, a place and a time in other words ("weather in Lima next day?": Lima is a city, "next
 day" is tomorrow); half of them add a distractor place of the same kind ("..., not Oslo?").
@@ -33,8 +34,11 @@ Departures from the paper:
        tomorrow"), contrastive questions and answers are written by rule from the tools' attributes.
     2. Tools are opaque codes with three-attribute descriptions; the paper's tools are real APIs with prose
        descriptions, and its unseen tools are ToolBench's.
-    3. Names drawn afresh per input (`rename`): a tiny model trained on a fixed 40-tool library memorises the names
-       and never picks an unseen tool (measured: 0 of 100 unseen requests right with fixed names).
+    3. Candidates shown as numbered options (`names`): a tiny model trained on a fixed 40-tool library memorises the
+       names and never picks an unseen tool (measured: 0 of 100 unseen requests right with fixed names), and the
+       96-wide 2-layer model never learns to copy a fresh random three-letter code (0.00 greedy, 0.26 / 0.22 seen /
+       unseen by likelihood, chance 0.25), even with the name after the description; an option number is one token
+       from a fixed set of four.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ PLACES = {"city": ["Paris", "Rome", "Lima", "Oslo", "Cairo", "Tokyo", "Delhi", "
           "country": ["France", "Italy", "Peru", "Norway", "Egypt", "Japan", "India", "Chile"]}
 REQUESTS = ["{topic} in {place} {time}?", "{topic} for {place}, {time}?", "what about {topic} in {place} {time}?"]
 KEYS = ("topic", "time", "place")
+NAMES = ("numbered", "random", "fixed")
 SKILLS = ("select", "reason", "contrast", "answer", "choose", "fill", "vcontrast", "vchoose")
 
 
@@ -92,20 +97,24 @@ class ToolTask:
         unseen_families: families held out whole (the last ones of TOPICS).
         distractor: share of requests that add a distractor place of the same kind.
         library_seed: seed of the tool names and of the held-out siblings (a fixed library across run seeds).
-        rename: show every input's candidates under fresh random names (drawn with the input's generator).
-        name_length: letters of a fresh name (1: a single byte-level token to copy).
+        names: what an input shows as its candidates' names: "numbered" (their option numbers 1..N in the order
+            shown, a one-token name to copy), "random" (fresh random codes of `name_length` letters, drawn with the
+            input's generator) or "fixed" (the library's own codes, which a tiny model memorises).
+        name_length: letters of a "random" name.
         skill_weights: relative shares of the SFT skills, in the order of SKILLS.
     """
 
     def __init__(self, candidates: int = 4, hard: int = 2, unseen_families: int = 2, distractor: float = 0.5,
-                 library_seed: int = 0, rename: bool = True, name_length: int = 3,
+                 library_seed: int = 0, names: str = "numbered", name_length: int = 3,
                  skill_weights: tuple[float, ...] = (1, 1, 1, 1, 1, 1, 0.5, 0.5)):
         if not 2 <= candidates <= 12:
             raise ValueError(f"candidates must be in 2..12, got {candidates}")
         if len(skill_weights) != len(SKILLS):
             raise ValueError(f"skill_weights needs {len(SKILLS)} weights ({', '.join(SKILLS)})")
         self.size, self.hard, self.distractor = candidates, hard, distractor
-        self.skill_weights, self.rename = tuple(skill_weights), rename
+        if names not in NAMES:
+            raise ValueError(f"names must be one of {', '.join(NAMES)}, got {names!r}")
+        self.skill_weights, self.names = tuple(skill_weights), names
         if not 1 <= name_length <= 3:
             raise ValueError(f"name_length must be 1, 2 or 3, got {name_length}")
         letters = string.ascii_lowercase
@@ -146,8 +155,9 @@ class ToolTask:
         item = self.request(gold, rng)
         candidates = library.candidates(gold, self.size, self.hard, rng)
         label = gold.name
-        if self.rename:
-            names = rng.sample(self.codes, len(candidates))
+        if self.names != "fixed":
+            names = ([str(k) for k in range(1, len(candidates) + 1)] if self.names == "numbered"
+                     else rng.sample(self.codes, len(candidates)))
             label = names[[tool.name for tool in candidates].index(gold.name)]
             candidates = [replace(tool, name=name) for tool, name in zip(candidates, names)]
         item.update(candidates=candidates, label=label)

@@ -10,7 +10,9 @@ The default templates are the ones the synthetic task trains (`datamodules/tool_
 constants), in the paper's format: a thought, then "Action: <tool name>".
 
 Departures from the paper:
-    1. Short byte-level prompts without few-shot demonstrations: the paper prompts a fine-tuned Llama-2 70B with
+    1. A candidate's line is its description, then its name (`TOOL_FORMAT`), so that a causal model reads the name
+       after what it names.
+    2. Short byte-level prompts without few-shot demonstrations: the paper prompts a fine-tuned Llama-2 70B with
        instructions and the tool library; our tiny models read one line per candidate tool.
 """
 
@@ -22,7 +24,7 @@ from litforge.plugins.tools.library import Tool
 from litforge.errors import UserError
 from litforge.generation import continuation_logprobs
 
-TOOL_FORMAT = "{name}: {description}"
+TOOL_FORMAT = "{description}: {name}"
 SELECT = "Tools:\n{tools}\nRequest: {question}\nTool:"  # -> " <name>"
 REASON = "Tools:\n{tools}\nRequest: {question}\nThought:"  # -> " <thought>\nAction: <name>"
 ACTION = "\nAction:"  # ends a thought; the chosen name follows

@@ -28,12 +28,17 @@ def test_whole_families_and_one_sibling_per_seen_family_are_unseen(task):
     assert ToolTask().library.tools == task.library.tools  # the library seed fixes names and held-out siblings
 
 
-def test_names_are_drawn_afresh_per_input_unless_rename_is_off(task):
+def test_names_are_option_numbers_random_codes_or_the_library_s_own(task):
     rng = random.Random(0)
     gold = task.seen.tools[0]
-    names = {task.item(gold, task.seen, rng)["label"] for _ in range(20)}
-    assert len(names) > 10 and task.seen.tools[0].name == gold.name
-    assert ToolTask(rename=False).item(gold, task.seen, rng)["label"] == gold.name
+    numbered = [task.item(gold, task.seen, rng) for _ in range(40)]
+    assert all([tool.name for tool in item["candidates"]] == ["1", "2", "3", "4"] for item in numbered)
+    assert {item["label"] for item in numbered} == {"1", "2", "3", "4"}  # the gold tool's place is drawn
+    names = {ToolTask(names="random").item(gold, task.seen, rng)["label"] for _ in range(20)}
+    assert len(names) > 10 and all(len(name) == 3 for name in names) and task.seen.tools[0].name == gold.name
+    assert ToolTask(names="fixed").item(gold, task.seen, rng)["label"] == gold.name
+    with pytest.raises(ValueError, match="names must be one of"):
+        ToolTask(names="letters")
 
 
 def test_sft_rows_never_show_an_unseen_tool_and_parse_back_to_the_gold(task):

@@ -75,8 +75,8 @@ def test_one_candidate_is_answered_without_verification(ranked_model, tokenizer,
 
 def test_direct_selection_lists_the_candidates_and_reads_the_name(ranked_model, tokenizer, library):
     [[out]] = DirectSelection().run(ranked_model, tokenizer, [request(library)])
-    assert out.prompts["final"] == ("Tools:\nef: weather tomorrow by city\ncd: weather now by country\n"
-                                    "ab: weather now by city\nRequest: rain in Lima tomorrow?\nTool:")
+    assert out.prompts["final"] == ("Tools:\nweather tomorrow by city: ef\nweather now by country: cd\n"
+                                    "weather now by city: ab\nRequest: rain in Lima tomorrow?\nTool:")
     assert out.answer == "ab"
     reasoning = ReasoningSelection()
     assert reasoning.parse(" Lima is a city; tomorrow\nAction: ef") == "ef" and reasoning.parse(" ab") is None
