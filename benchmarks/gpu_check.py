@@ -10,8 +10,8 @@ the shipped overlays it names; the run's steps after the warm-up are timed):
     sft_bf16        CausalLM SFT on packed synthetic text, bf16-mixed                                     tokens/s
     dpo_sdpa        DPO (DPONLL, alpha 0, frozen reference), the shared-prompt forward with SDPA          pairs/s
     dpo_flash       the same with flash attention (`flash_attn`, else a `kernels` hub kernel), where present
-    qlora_dpo       the same DPO with configs/optim/qlora_preference.yaml (4-bit NF4 base + LoRA, the reference is
-                    the base with adapters off), where it exists
+    qlora_dpo       the same DPO with configs/optim/qlora.yaml (4-bit NF4 base + LoRA) and the reference
+                    AdaptersDisabled (the base with adapters off), where the overlay exists
     fsdp_sft        sft_bf16 under configs/strategy/fsdp_gpu.yaml on one GPU (--dry: configs/strategy/fsdp.yaml, 1 CPU)
     rope_step       CoPELM with RoPE on counting (T = 256)                                                tokens/s
     cope_step       the same with CoPE (npos_max 64); its note gives the step-time ratio to rope_step
@@ -62,7 +62,8 @@ import yaml
 from litforge.cli import LitforgeCLI, _import_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
-QLORA = ROOT / "configs/optim/qlora_preference.yaml"  # QLoRA for preference objectives (helper D, issue 18 item 3)
+QLORA = ROOT / "configs/optim/qlora.yaml"  # QLoRA (issue 18 item 3)
+ADAPTERS_OFF = ["--model.init_args.reference=AdaptersDisabled"]  # the reference is the base, as the overlay suggests
 
 # (GPU, --dry) sizes
 LM = ({"hidden_size": 1024, "num_hidden_layers": 12, "num_attention_heads": 16, "intermediate_size": 2816,
@@ -233,12 +234,13 @@ def row_qlora(dry: bool) -> dict:
     if not QLORA.exists():
         return {"status": "n/a", "note": f"not available: {QLORA.relative_to(ROOT)} is not in this checkout"}
     if dry:
-        return fit(dpo(dry), [QLORA], dry)
+        return fit(dpo(dry), [QLORA], dry, ADAPTERS_OFF)
     overlay = yaml.safe_load(QLORA.read_text())  # on a GPU, as the overlay says: bf16 compute with bf16-mixed
     overlay["model"]["init_args"]["quantization"]["bnb_4bit_compute_dtype"] = "bfloat16"
     path = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "qlora_bf16.yaml"
     path.write_text(yaml.safe_dump(overlay, sort_keys=False))
-    return dict(fit(dpo(dry), [path], dry), note=f"{QLORA.relative_to(ROOT)}, bnb_4bit_compute_dtype bfloat16")
+    return dict(fit(dpo(dry), [path], dry, ADAPTERS_OFF),
+                note=f"{QLORA.relative_to(ROOT)}, bnb_4bit_compute_dtype bfloat16, reference AdaptersDisabled")
 
 
 def row_vllm(dry: bool) -> dict:
