@@ -15,6 +15,7 @@ from litforge.lightning_modules import MoECausalLM
 from litforge.plugins.moe import BTXMerge, SparseUpcycle
 from litforge.plugins.moe.merge import merge
 from litforge.plugins.moe.router import freeze_experts
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -26,6 +27,9 @@ from litforge.tokenizer import load_tokenizer
 MOE_OF = {"llama": "MixtralForCausalLM", "mistral": "MixtralForCausalLM", "phi3": "MixtralForCausalLM",
           "qwen2": "Qwen2MoeForCausalLM", "qwen3": "Qwen3MoeForCausalLM"}
 SUPPORTED = list(MOE_OF)
+ON_DISK = {"MixtralForCausalLM": "model.layers.1.block_sparse_moe.experts.2.w1.weight",
+           "Qwen2MoeForCausalLM": "model.layers.1.mlp.experts.2.gate_proj.weight",
+           "Qwen3MoeForCausalLM": "model.layers.1.mlp.experts.2.gate_proj.weight"}
 
 
 def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -95,6 +99,8 @@ def test_identical_experts_give_the_dense_model_and_load_back_in_plain_transform
         for moe_layer, dense_layer in zip(loaded.model.layers, dense_model.model.layers):
             torch.testing.assert_close(moe_layer.mlp(hidden), dense_layer.mlp(hidden), rtol=1e-5, atol=1e-5)
     assert load_tokenizer(merged_dirs(name)).chat_template == FAMILIES[name].template
+    with safe_open(merged_dirs(name) / "model.safetensors", "pt") as weights:  # the released per-expert names
+        assert ON_DISK[MOE_OF[name]] in weights.keys()  # noqa: SIM118 (safe_open has no __contains__)
 
 
 @pytest.mark.parametrize("name", SUPPORTED)

@@ -10,18 +10,23 @@ transformers MoE whose decoder layer is the dense family's with the FFN replaced
 | qwen2               | Qwen2-MoE           | renormalised (norm_topk_prob=True); no shared expert (width 0)          |
 | qwen3               | Qwen3-MoE           | renormalised (norm_topk_prob=True, as the released Qwen3-MoE)           |
 
-All three keep each layer's experts as fused 3D tensors: `mlp.experts.gate_up_proj` (experts, 2 * intermediate,
-hidden) holding [gate_proj; up_proj] and `mlp.experts.down_proj` (experts, hidden, intermediate); the router is
-`mlp.gate.weight` (experts, hidden). Attention (Qwen2's q/k/v biases, Qwen3's q/k norms and head_dim), norms,
+In memory all three keep each layer's experts as fused 3D tensors: `mlp.experts.gate_up_proj` (experts,
+2 * intermediate, hidden) holding [gate_proj; up_proj] and `mlp.experts.down_proj` (experts, hidden, intermediate);
+the router is `mlp.gate.weight` (experts, hidden). `save_pretrained` writes the released per-expert names
+(Mixtral's `block_sparse_moe.experts.{i}.w1/w2/w3`, Qwen's `mlp.experts.{i}.gate_proj/up_proj/down_proj`). Attention (Qwen2's q/k/v biases, Qwen3's q/k norms and head_dim), norms,
 rotary settings and sliding windows (Mistral's, Qwen2's per-layer `layer_types`) carry over as config fields both
 configs name. Gemma 2/3 have no counterpart (their layers add sandwich norms around the FFN, scaled embeddings and
 logit soft-capping, which no transformers MoE has; Gemma 4's MoE adds a dense FFN beside the experts) and are
 refused by name, as are settings a target has no place for (biases in Mixtral, Phi's partial rotary, Qwen3's
 sliding layers).
 
-Departures: Qwen2-MoE's shared expert is given width 0 (its gated output is then exactly 0) so that the layer is the
-BTX mixture alone, and the released Qwen1.5-MoE's norm_topk_prob=False is set True so that identical experts
-reproduce the dense model.
+Departures from the released MoE configs (what BTX needs of them):
+1. Qwen2-MoE's shared expert has width 0 (shared_expert_intermediate_size=0: its gated output is exactly 0), so the
+   layer is the BTX mixture alone.
+2. norm_topk_prob=True for both Qwen MoEs (Qwen1.5-MoE was released with False), so that identical experts give the
+   dense model exactly.
+3. Every layer is an MoE layer (decoder_sparse_step=1, no mlp_only_layers).
+4. Phi-3's residual dropout (resid_pdrop, 0 in the releases) has no Mixtral field and is dropped.
 """
 
 from __future__ import annotations
