@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -40,7 +41,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from litforge.data import IGNORE_INDEX
-from litforge.losses import token_logprobs
+from litforge.errors import require
+from litforge.losses import chunked_token_logprobs, token_logprobs
 from litforge.module import LitforgeModule, shard_model
 from litforge.packing import PackedPairs, pack_pairs, packed_hidden_states, packing_refusal
 from litforge.shared_prompt import share_prompts, shared_hidden_states, shared_layout_fits
@@ -50,27 +52,39 @@ METRICS = ("reward_accuracy", "margin", "logp_chosen", "logp_rejected", "nll")
 
 @dataclass
 class PairLogprobs:
-    """One concatenated forward over B pairs: sequence log-probs and the per-token pieces some losses need.
+    """One forward over B pairs: sequence log-probs and the per-token pieces some losses need.
 
     Attributes:
         chosen: summed log-probs of the chosen responses (B,).
         rejected: summed log-probs of the rejected responses (B,).
         chosen_tokens: response tokens per chosen sequence (B,).
         rejected_tokens: response tokens per rejected sequence (B,).
-        logits: logits at the response positions only (N, vocab).
-        targets: the token each of those positions predicts (N,).
+        targets: the token each response position predicts (N,).
         rows: which of the 2B rows each position belongs to (N,); rows >= B are rejected.
         index: each pair's position in its split (B,), where the batch has one (`PairCollator` writes it).
+        hidden: the final hidden states at the response positions (N, hidden), kept when the LM head ran in chunks.
+        head: the model's output layer, for `logits` from `hidden`.
+        computed_logits: the (N, vocab) logits once they exist (see `logits`).
     """
 
     chosen: torch.Tensor
     rejected: torch.Tensor
     chosen_tokens: torch.Tensor
     rejected_tokens: torch.Tensor
-    logits: torch.Tensor
     targets: torch.Tensor
     rows: torch.Tensor
     index: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
+    head: nn.Module | None = None
+    computed_logits: torch.Tensor | None = None
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Logits at the response positions only (N, vocab); with `lm_head_chunk` built here on first use (a loss
+        that reads them, such as Cringe's, gives back the memory the chunks saved)."""
+        if self.computed_logits is None:
+            self.computed_logits = self.head(self.hidden)
+        return self.computed_logits
 
 
 class PreferenceModule(LitforgeModule):
@@ -89,6 +103,10 @@ class PreferenceModule(LitforgeModule):
             restart per pair, attention block-diagonal per pair), so no layer computes on padding; the log-probs
             and gradients are the padded forward's. A model whose attention cannot take it (eager, CoPE, flash,
             activation checkpointing, a binding sliding window) takes the padded rows, said once in the log.
+        lm_head_chunk: run the output layer and the log-softmax on this many response positions at a time, the
+            backward recomputing each chunk's logits (`litforge.losses.chunked_token_logprobs`), so the
+            (tokens x vocab) logits never exist whole (None: all at once, the fastest while they fit). A loss that
+            reads `PairLogprobs.logits` (Cringe) still gets them, built whole when it asks.
         **kwargs: see `LitforgeModule`.
     """
 
@@ -97,11 +115,13 @@ class PreferenceModule(LitforgeModule):
     plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (LitforgeModule)
 
     def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), shared_prompt: bool = True,
-                 padding_free: bool = True, **kwargs):
+                 padding_free: bool = True, lm_head_chunk: int | None = None, **kwargs):
+        require(lm_head_chunk is None or lm_head_chunk >= 1, "lm_head_chunk", f"must be >= 1, got {lm_head_chunk}")
         super().__init__(**kwargs)
         self.reference = reference if self.needs_reference else None
         self.shared_prompt = shared_prompt
         self.padding_free = padding_free
+        self.lm_head_chunk = lm_head_chunk
         self.refusals: set[str] = set()  # reasons a model took padded rows, each logged once
         self.reference_model: nn.Module | None = None
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in self.metric_names})
@@ -140,12 +160,12 @@ class PreferenceModule(LitforgeModule):
             fits = self.shared_prompt and shared_layout_fits(model, length)
             layout = share_prompts(batch) if fits else None
         # an FSDP2 model runs it as a registered forward method (`register_pair_forward`): its root parameters gathered
-        forward = getattr(model, "litforge_pair_forward", None)
-        logits, targets, rows, half = forward(batch, layout) if forward else pair_forward(model, batch, layout)
-        total = logits.new_zeros(2 * half, dtype=torch.float32).index_add(0, rows, token_logprobs(logits, targets))
+        forward = getattr(model, "litforge_pair_forward", None) or partial(pair_forward, model)
+        logprobs, logits, hidden, targets, rows, half = forward(batch, layout, self.lm_head_chunk)
+        total = logprobs.new_zeros(2 * half).index_add(0, rows, logprobs)
         counts = torch.bincount(rows, minlength=2 * half)
-        return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], logits, targets, rows,
-                            batch.get("index"))
+        return PairLogprobs(total[:half], total[half:], counts[:half], counts[half:], targets, rows, batch.get("index"),
+                            hidden, model.get_output_embeddings(), logits)
 
     def loss(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor | None,
              ref_rejected: torch.Tensor | None, pair: PairLogprobs) -> torch.Tensor:
@@ -210,11 +230,13 @@ class PreferenceModule(LitforgeModule):
             self.reference.load_state_dict(checkpoint["reference_source"])
 
 
-def pair_forward(model: nn.Module, batch: dict[str, Any], layout: PackedPairs | dict[str, Any] | None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """The model's part of `PreferenceModule.pair_logprobs`: logits at the response positions only (N, vocab), the
-    token each predicts (N,), each position's row among the 2B (rows >= B rejected) and B. `layout`: a padding-free
-    row (`litforge.packing`), shared-prompt rows (`litforge.shared_prompt`) or None (2B padded rows)."""
+def pair_forward(model: nn.Module, batch: dict[str, Any], layout: PackedPairs | dict[str, Any] | None,
+                 lm_head_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                                                             torch.Tensor, torch.Tensor, int]:
+    """The model's part of `PreferenceModule.pair_logprobs`. `layout`: a padding-free row (`litforge.packing`),
+    shared-prompt rows (`litforge.shared_prompt`) or None (2B padded rows). Returns, at the response positions only:
+    the fp32 log-prob of each target (N,), the logits (N, vocab) or, with `lm_head_chunk`, None and the hidden states
+    (N, hidden) instead, the targets (N,), each position's row among the 2B (rows >= B rejected), and B."""
     hidden = packed_hidden_states(model, layout) if isinstance(layout, PackedPairs) else None
     if hidden is not None:  # (N_real, hidden) -> the response positions
         hidden, targets, rows, half = hidden[layout.source], layout.targets, layout.rows, layout.half
@@ -234,7 +256,11 @@ def pair_forward(model: nn.Module, batch: dict[str, Any], layout: PackedPairs | 
         rows, columns = mask.nonzero(as_tuple=True)
         half = hidden.size(0) // 2
         hidden, targets = hidden[rows, columns], targets[mask]  # (N, hidden): response positions only
-    return model.get_output_embeddings()(hidden), targets, rows, half
+    head = model.get_output_embeddings()
+    if lm_head_chunk is not None:  # the (N x vocab) logits never exist whole, in forward or backward
+        return chunked_token_logprobs(hidden, head, targets, lm_head_chunk), None, hidden, targets, rows, half
+    logits = head(hidden)
+    return token_logprobs(logits, targets), logits, None, targets, rows, half
 
 
 def register_pair_forward(model: nn.Module) -> None:

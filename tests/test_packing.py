@@ -10,6 +10,7 @@ from litforge.plugins.reference import AdaptersDisabled, PrecomputedReference
 from preference_helpers import make
 
 from litforge.data import IGNORE_INDEX
+from litforge.errors import ConfigError
 from litforge.packing import BlockGroups, pack_pairs, packed_sdpa_attention, packing_refusal
 
 
@@ -170,3 +171,38 @@ def test_a_lora_policy_packs_and_its_adapters_disabled_reference_too(tiny_backbo
     assert torch.allclose(packed.chosen, padded.chosen, atol=1e-5)
     assert torch.allclose(packed_reference[1], module.reference.logprobs(module, batch, "train")[1], atol=1e-5)
     assert not torch.allclose(packed_reference[1], padded.rejected, atol=1e-3)  # the adapters were off
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_lm_head_in_chunks_gives_the_same_logprobs_gradients_and_lazy_logits(tiny_backbone, padding_free):
+    module, data = make(backbone=tiny_backbone, padding_free=padding_free)
+    batch = uneven_batch(data, True)
+    results = []
+    for chunk in (None, 7):  # 7 does not divide the number of response positions
+        module.lm_head_chunk = chunk
+        module.model.zero_grad()
+        out = module.pair_logprobs(module.model, batch)
+        (out.chosen.sum() - 2 * out.rejected.sum()).backward()
+        results.append((out, [p.grad.clone() for p in module.model.parameters()]))
+    (whole, whole_grads), (chunked, chunked_grads) = results
+    assert chunked.computed_logits is None  # not built unless a loss reads them
+    assert torch.allclose(chunked.chosen, whole.chosen, atol=1e-5) and torch.allclose(chunked.rejected,
+                                                                                      whole.rejected, atol=1e-5)
+    for a, b in zip(chunked_grads, whole_grads):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(chunked.logits, whole.logits, atol=1e-6)
+
+
+def test_lm_head_chunk_must_be_positive(tiny_backbone):
+    with pytest.raises(ConfigError, match="lm_head_chunk: must be >= 1"):
+        make(backbone=tiny_backbone, lm_head_chunk=0)
+
+
+def test_cringe_reads_the_logits_of_a_chunked_head(tiny_backbone):
+    from litforge.lightning_modules import PairwiseCringe
+
+    module, data = make(PairwiseCringe, backbone=tiny_backbone, lm_head_chunk=5)
+    batch = uneven_batch(data, True)
+    chunked = module.step(batch, "val", "val0", record=False)
+    module.lm_head_chunk = None
+    assert torch.allclose(chunked, module.step(batch, "val", "val0", record=False), atol=1e-5)
