@@ -186,6 +186,9 @@ class FromSource:
                                            "by split_dataset_by_node would hang DDP at the end of an epoch); set "
                                            "streaming: false: a non-streamed split stays memory-mapped Arrow on "
                                            "disk, so a set larger than memory still trains")
+        if self.group_by_length:
+            raise ConfigError("group_by_length", "a streamed split's lengths are unknown before it is read; set "
+                                                 "streaming: false to group by length or batch by max_tokens")
         if self.num_workers:
             raise ConfigError("num_workers", "must be 0 with streaming: true (workers would split the stream by its "
                                              "shards, out of the order a resumed fit replays)")

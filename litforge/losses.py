@@ -2,6 +2,13 @@
 
 Conventions: `labels` hold the token each position should predict *before* the causal shift (as Hugging Face
 models take them), with -100 on tokens that carry no loss (prompt, padding).
+
+`chunked_token_logprobs` takes the LM head into the function, so that large vocabularies never hold the whole
+(tokens x vocab) logits, the idea of Liger Kernel's fused linear cross-entropy and of Cut Cross-Entropy (Wijmans et al.
+2024, "Cut Your Losses in Large-Vocabulary Language Models"). Departures:
+1. Plain PyTorch, chunks of rows (no custom kernel): each chunk's (chunk x vocab) logits exist, one chunk at a time.
+2. The backward recomputes each chunk's logits (one more head matmul per chunk) instead of computing gradients in
+   the forward as Liger does: the log-probs stay an ordinary differentiable value that any loss can consume.
 """
 
 from __future__ import annotations
@@ -182,7 +189,9 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
             grad_logits = grad_logits.to(hidden.dtype)  # the dtype the unchunked logits' gradient would have
             if need_hidden:
                 grad_hidden[rows] = grad_logits @ weight
-            if need_weight:
+            if need_weight and grad_weight.dtype == grad_logits.dtype:
+                grad_weight.addmm_(grad_logits.t(), hidden[rows])  # in place: no (vocab, H) temporary per chunk
+            elif need_weight:
                 grad_weight += grad_logits.t() @ hidden[rows]
             if need_bias:
                 grad_bias += grad_logits.sum(0)

@@ -5,6 +5,8 @@ import lightning as L
 import pytest
 from torch.utils.data import SequentialSampler
 
+from litforge.data import write_jsonl
+from litforge.datamodules import SFTDataModule
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.text import SyntheticTextDataModule
 from litforge.errors import ConfigError
@@ -116,6 +118,15 @@ def test_max_tokens_over_several_epochs_needs_reloaded_loaders():
             grouped_loader(several, max_tokens=40)
     for one in (Run(max_epochs=2, reload=1), Run(max_epochs=1), Run(max_epochs=-1, max_steps=8)):
         assert grouped_loader(one, max_tokens=40).sampler.max_tokens == 40
+
+
+def test_a_streamed_split_cannot_be_grouped_by_length(tmp_path):
+    write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "2+2=", "response": "4"}, {"prompt": "hi", "response": "yo"}])
+    data = SFTDataModule(train_path=str(tmp_path / "qa.jsonl"), streaming=True, max_tokens=64,
+                         cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    with pytest.raises(ConfigError, match="^group_by_length: a streamed split's lengths are unknown"):
+        data.train_dataloader()
 
 
 @pytest.mark.slow  # a real fit: Lightning takes the loader of whole batches and counts its steps
