@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from litforge.checkpoint import POSITION_KEY
 from litforge.errors import ConfigError
 from litforge.generation import GenerationBackend, Generations, _cut_at_stop, routed_to
 
@@ -162,14 +163,13 @@ class VLLMGeneration(GenerationBackend):
 
 def refuse_unservable(model) -> None:
     """ConfigError naming `generation_backend` for a policy vLLM would run differently, or a run it cannot serve."""
-    from litforge.plugins.position.base import ATTACHED
-
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         raise ConfigError(FIELD, f"VLLMGeneration serves one process; this run has {dist.get_world_size()} "
                                  "(use BuiltinGeneration under DDP)")
-    attached = getattr(model, ATTACHED, None)
-    if attached not in (None, "RoPE"):
-        raise ConfigError(FIELD, f"the policy carries the {attached} position plugin, which vLLM's "
+    recorded = getattr(model.config, POSITION_KEY, None)  # what a position plugin writes into the model config
+    plugin = recorded["class_path"].rsplit(".", 1)[-1] if recorded else None
+    if plugin not in (None, "RoPE"):
+        raise ConfigError(FIELD, f"the policy carries the {plugin} position plugin, which vLLM's "
                                  f"{type(model).__name__} would not run: use BuiltinGeneration")
     if hasattr(model, "peft_config") or getattr(model, "is_quantized", False):
         raise ConfigError(FIELD, "a peft or quantized policy cannot be handed to vLLM as it is: merge the adapters "
