@@ -31,9 +31,12 @@ POSITION_KEY = "litforge_position"  # the model config field recording the posit
 
 
 def checkpoint_metadata(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """The model's config and the tokenizer's files (and a LoRA policy's adapter config, as JSON text), as plain data
-    that `torch.load(weights_only=True)` accepts."""
-    meta = {"hf_config": model.config.to_dict(), "tokenizer": tokenizer_files(tokenizer)}
+    """The model's config and the tokenizer's files (and a LoRA policy's adapter config and a 4-bit base's quantization
+    config, as JSON text), as plain data that `torch.load(weights_only=True)` accepts."""
+    hf_config = model.config.to_dict()
+    meta = {"hf_config": hf_config, "tokenizer": tokenizer_files(tokenizer)}
+    if "quantization_config" in hf_config:  # a 4-bit base; as JSON text, since it holds an enum a safe load refuses
+        meta["quantization"] = json.dumps(hf_config.pop("quantization_config"), default=str)
     if hasattr(model, "peft_config"):  # a peft model: its config is the base model's
         meta["lora"] = json.dumps(model.peft_config["default"].to_dict(), default=sorted)  # target_modules is a set
     return meta
@@ -137,7 +140,7 @@ def model_from_checkpoint(path: str | os.PathLike, merge: bool = True
     checkpoint = load_checkpoint(path)
     meta = checkpoint["litforge"]
     hf_config = dict(meta["hf_config"])
-    hf_config.pop("quantization_config", None)  # the export is full precision; from_pretrained would quantize again
+    hf_config.pop("quantization_config", None)  # a 4-bit base is exported in full precision (`dequantized`)
     model = AutoModelForCausalLM.from_config(config_from_dict(hf_config), dtype=torch.float32)
     reattach(model)  # the position encoding the config records (CoPE ...), if any
     prefix = "model."

@@ -8,6 +8,7 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from helpers import REPO, run_litforge, tiny_run_config, write_yaml
 from preference_helpers import make
 
 from litforge.backbones import LocalCheckpoint, TinyModel
@@ -122,3 +123,93 @@ def test_lora_on_sft(tiny_backbone, tokenizer):
     trained = [name for name, parameter in module.model.named_parameters() if parameter.requires_grad]
     assert len(trained) == 4 and all("q_proj.lora_" in name for name in trained)
     assert module.hparams.lora == {"r": 4, "target_modules": ["q_proj"]}
+
+
+def logits_of(model, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_qlora_exports_merged_into_the_dequantized_base_or_adapters_alone(backbone, tokenizer, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    base = tmp_path / "base"
+    backbone.build(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+                   ).save_pretrained(base)
+    module, data = make(backbone=LocalCheckpoint(str(base)), lora=LORA, quantization=NF4, reference=AdaptersDisabled(),
+                        optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    run = trainer(tmp_path, max_steps=2, enable_checkpointing=False)
+    run.fit(module, datamodule=data)
+    run.save_checkpoint(tmp_path / "qlora.ckpt")
+    ids = data.collate(data.splits["train"][:4])["input_ids"]
+    module.model.train()  # bitsandbytes' training kernel: the dequantized weights in fp32, as the export has them
+    trained = logits_of(module.model, ids)
+
+    merged = AutoModelForCausalLM.from_pretrained(export(tmp_path / "qlora.ckpt", tmp_path / "merged"))
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert "quantization_config" not in merged.config.to_dict()
+    assert torch.allclose(logits_of(merged, ids), trained, atol=1e-4)
+
+    adapters = export(tmp_path / "qlora.ckpt", tmp_path / "adapters", adapters_only=True)
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {path.name for path in adapters.iterdir()}
+    quantized = AutoModelForCausalLM.from_pretrained(base, quantization_config=BitsAndBytesConfig(**NF4))
+    reloaded = PeftModel.from_pretrained(quantized, adapters).train()
+    assert torch.allclose(logits_of(reloaded, ids), trained, atol=1e-4)  # on the base it was trained on
+    full = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapters)
+    assert (logits_of(full, ids) - trained).abs().max() < 0.5  # on the fp32 base: off by the 4-bit rounding only
+
+
+def test_lora_exports_merged_and_adapters_only_refuses_a_full_finetune(tiny_backbone, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    data = SyntheticTextDataModule(num_train=16, num_val=4, max_length=32, batch_size=8)
+    for lora in ({"r": 4, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": False}, None):
+        module = CausalLM(backbone=tiny_backbone, tokenizer=data.tokenizer, lora=lora)
+        run = trainer(tmp_path, max_steps=1, enable_checkpointing=False)
+        run.fit(module, datamodule=data)
+        name = "lora" if lora else "full"
+        run.save_checkpoint(tmp_path / f"{name}.ckpt")
+    ids = torch.tensor([[256, 72, 105, 33, 10, 65]])
+    policy, _ = model_from_checkpoint(tmp_path / "lora.ckpt", merge=False)
+    merged = AutoModelForCausalLM.from_pretrained(export(tmp_path / "lora.ckpt", tmp_path / "merged"))
+    assert torch.allclose(logits_of(merged, ids), logits_of(policy, ids), atol=1e-5)
+    with policy.disable_adapter():
+        assert not torch.allclose(logits_of(merged, ids), logits_of(policy, ids), atol=1e-3)  # the adapters count
+    with pytest.raises(CheckpointError, match="holds no LoRA adapters"):
+        export(tmp_path / "full.ckpt", tmp_path / "adapters", adapters_only=True)
+
+
+@pytest.mark.parametrize("objective", ["sft", "qlora_dpo"])
+def test_bf16_mixed_steps_on_cpu(objective, backbone, tmp_path):
+    """`trainer.precision: bf16-mixed` runs on CPU: full SFT, and QLoRA DPO with a bf16 compute dtype."""
+    if objective == "sft":
+        data = SyntheticTextDataModule(num_train=16, num_val=4, max_length=32, batch_size=8)
+        module = CausalLM(backbone=backbone, tokenizer=data.tokenizer)
+    else:
+        module, data = make(backbone=backbone, lora=LORA, quantization={**NF4, "bnb_4bit_compute_dtype": "bfloat16"},
+                            reference=AdaptersDisabled())
+    run = trainer(tmp_path, max_steps=2, precision="bf16-mixed", enable_checkpointing=False)
+    run.fit(module, datamodule=data)
+    assert torch.isfinite(run.callback_metrics["train/loss"])
+    trained = [p for p in module.model.parameters() if p.requires_grad]
+    assert trained and all(p.dtype == torch.float32 for p in trained)  # mixed: fp32 weights, bf16 autocast
+
+
+@pytest.mark.slow
+def test_cli_qlora_sft_with_the_overlay_then_both_exports(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_run_config(tmp_path / "run", max_steps=4)
+    config["model"]["init_args"]["backbone"]["init_args"].update(hidden_size=64, intermediate_size=128)
+    run_litforge(["fit", "--config", str(write_yaml(tmp_path / "run.yaml", config)),
+                  "--config", str(REPO / "configs/optim/qlora.yaml")])
+    checkpoint = tmp_path / "run/checkpoints/last.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)["hyper_parameters"]
+    assert saved["quantization"]["bnb_4bit_quant_type"] == "nf4" and saved["lora"]["r"] == 16
+    assert saved["gradient_checkpointing"]
+    run_litforge(["export", str(checkpoint), str(tmp_path / "merged")])
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert model.config.hidden_size == 64 and not any("lora" in name for name, _ in model.named_parameters())
+    run_litforge(["export", str(checkpoint), str(tmp_path / "adapters"), "--adapters-only"])
+    assert (tmp_path / "adapters/adapter_config.json").is_file()
