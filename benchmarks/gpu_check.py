@@ -9,6 +9,8 @@ Rows (each a `litforge fit` config written here and run through `LitforgeCLI`, t
 the shipped overlays it names; the run's steps after the warm-up are timed):
     sft_bf16        CausalLM SFT on packed synthetic text, bf16-mixed                                     tokens/s
     dpo_sdpa        DPO (DPONLL, alpha 0, frozen reference), the shared-prompt forward with SDPA          pairs/s
+                    (each DPO row's note says which layout the pairs took: padding-free shared-prompt rows, or
+                    padded rows and why, e.g. flash kernels take no custom layout: the concatenated forward)
     dpo_flash       the same with flash attention (`flash_attn`, else a `kernels` hub kernel), where present
     qlora_dpo       the same DPO with configs/optim/qlora.yaml (4-bit NF4 base + LoRA) and the reference
                     AdaptersDisabled (the base with adapters off), where the overlay exists
@@ -182,8 +184,12 @@ def fit(config: dict, overlays: list[Path], dry: bool, extra: list[str] = ()) ->
         raise RuntimeError(f"training ended before the timed steps (global step {cli.trainer.global_step})")
     seconds = clock.ended - clock.started
     pairs = "DPO" in config["model"]["class_path"]
-    return {"seconds": seconds, "rate": (clock.sequences / 2 if pairs else clock.tokens) / seconds,
-            "unit": "pairs/s" if pairs else "tokens/s", "steps": STEPS[dry][1]}
+    result = {"seconds": seconds, "rate": (clock.sequences / 2 if pairs else clock.tokens) / seconds,
+              "unit": "pairs/s" if pairs else "tokens/s", "steps": STEPS[dry][1]}
+    if pairs:  # which forward the pairs took (PreferenceModule says why it left the padding-free layout)
+        refusals = sorted(cli.model.refusals)
+        result["note"] = ("padded rows: " + "; ".join(refusals)) if refusals else "padding-free shared-prompt rows"
+    return result
 
 
 def generation_row(dry: bool, vllm: bool) -> dict:
@@ -227,7 +233,8 @@ def row_flash(dry: bool) -> dict:
     implementation, what = flash_attention()
     if implementation is None or dry:
         return {"status": "n/a", "note": what if implementation is None else f"{what}; not on CPU"}
-    return dict(fit(dpo(dry, implementation), [], dry), note=what)
+    result = fit(dpo(dry, implementation), [], dry)
+    return dict(result, note=f"{what}; {result['note']}")
 
 
 def row_qlora(dry: bool) -> dict:
@@ -239,8 +246,8 @@ def row_qlora(dry: bool) -> dict:
     overlay["model"]["init_args"]["quantization"]["bnb_4bit_compute_dtype"] = "bfloat16"
     path = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "qlora_bf16.yaml"
     path.write_text(yaml.safe_dump(overlay, sort_keys=False))
-    return dict(fit(dpo(dry), [path], dry, ADAPTERS_OFF),
-                note=f"{QLORA.relative_to(ROOT)}, bnb_4bit_compute_dtype bfloat16, reference AdaptersDisabled")
+    result = fit(dpo(dry), [path], dry, ADAPTERS_OFF)
+    return dict(result, note=f"compute bfloat16, reference AdaptersDisabled; {result['note']}")
 
 
 def row_vllm(dry: bool) -> dict:
