@@ -32,7 +32,6 @@ Departures from the released MoE configs (what BTX needs of them):
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +45,7 @@ from transformers import (
     Qwen2MoeConfig,
     Qwen3MoeConfig,
 )
+from transformers.initialization import no_init_weights
 
 from litforge.errors import ConfigError, require
 
@@ -180,8 +180,7 @@ def build_moe(shared: dict[str, torch.Tensor], experts: Sequence[Sequence[tuple[
         router_std: std of the router's normal initialisation (None = config.initializer_range).
         seed: seed of the router initialisation.
     """
-    with warnings.catch_warnings():  # Qwen2-MoE's zero-width shared expert: "initializing zero-element tensors"
-        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+    with no_init_weights():  # every weight is overwritten below: skip the random init (minutes for a real model)
         model = AutoModelForCausalLM.from_config(config).float()
     state = split_qkv(shared, config)
     generator = torch.Generator().manual_seed(seed)

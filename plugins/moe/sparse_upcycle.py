@@ -52,6 +52,8 @@ class SparseUpcycle(Upcycler):
         generator = torch.Generator().manual_seed(self.seed + 1)
 
         def copy(weight: torch.Tensor) -> torch.Tensor:
+            if self.noise == 0:
+                return weight
             return weight + self.noise * weight.std() * torch.randn(weight.shape, generator=generator)
 
         ffns = [[tuple(copy(weight) for weight in dense_ffn(seed, layer)) for layer in range(config.num_hidden_layers)]
