@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
+from litforge.plugins.moe.base import Upcycler
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from litforge.checkpoint import model_from_checkpoint, refuse_nonempty, save_directory, torch_dtype
 from litforge.errors import CheckpointError, ConfigError, require
-from litforge.plugins.moe.base import Upcycler
 from litforge.tokenizer import load_tokenizer
 
 
