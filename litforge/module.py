@@ -92,6 +92,7 @@ class LitforgeModule(L.LightningModule):
             model = self.backbone.build_quantized(quantization_config(self.quantization), *ids)
             # freezes the base, keeps norms and embeddings in fp32; checkpointing is switched on below when asked
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            keep_4bit_layers_trainable(model)
         if self.position is not None:
             self.position.attach(model)
         if self.gradient_checkpointing:
@@ -132,6 +133,19 @@ class LitforgeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)
+
+
+def keep_4bit_layers_trainable(model: nn.Module) -> None:
+    """Stop bitsandbytes repacking this model's 4-bit weights for its CPU inference kernel.
+
+    On a CPU with AVX512-BF16, an eval-mode forward without gradients (validation) repacks each `Linear4bit` weight in
+    place for a kernel (`gemv_4bit`) that has no backward and keeps the block scales in bf16: every later training
+    step would then pass no gradient through the frozen base layers to the adapters below them. Set per layer, so
+    other models in the process keep the fast path.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def lora_config(lora: dict[str, Any]) -> Any:
