@@ -121,7 +121,7 @@ VARIANTS = [
               "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.1, 1.2, 1.3],
                                   "long_factor": [2.0, 3.0, 4.0, 5.0]}}),
     ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
-    ("qwen3", {"attention_bias": True}),
+    ("qwen3", {"attention_bias": True, "tie_word_embeddings": True}),  # the small Qwen releases tie the head
 ]
 
 
@@ -131,9 +131,11 @@ def test_attention_settings_carry_over(name, overrides):
     moe = BTXMerge().merge([seed, seed])
     ids = torch.randint(3, 101, (2, 24))
     torch.testing.assert_close(logits(moe, ids), logits(seed, ids), rtol=1e-5, atol=1e-5)
-    for key in ("sliding_window", "layer_types", "rope_parameters"):
+    for key in ("sliding_window", "layer_types", "rope_parameters", "tie_word_embeddings"):
         if key in overrides or (key == "layer_types" and name == "qwen2"):
             assert getattr(moe.config, key) == getattr(seed.config, key)
+    if moe.config.tie_word_embeddings:
+        assert moe.lm_head.weight.data_ptr() == moe.model.embed_tokens.weight.data_ptr()
     if "sliding_window" in overrides:  # the window binds: the model without it differs
         unwindowed = dense(name, **dict(overrides, sliding_window=None, use_sliding_window=False))
         assert not torch.allclose(logits(unwindowed, ids), logits(seed, ids), atol=1e-3)

@@ -182,6 +182,7 @@ def build_moe(shared: dict[str, torch.Tensor], experts: Sequence[Sequence[tuple[
     """
     with no_init_weights():  # every weight is overwritten below: skip the random init (minutes for a real model)
         model = AutoModelForCausalLM.from_config(config).float()
+    model.tie_weights()  # part of the init skipped above
     state = split_qkv(shared, config)
     generator = torch.Generator().manual_seed(seed)
     std = config.initializer_range if router_std is None else router_std
