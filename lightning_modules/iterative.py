@@ -207,6 +207,7 @@ class IterativeObjective:
         summary: dict[str, Any] = {"iterations": {str(k): v for k, v in sorted(self.history.items())}}
         with self.generation_backend.serving(self.model, self.tokenizer):
             final = self.evaluate()
+        self.generation_backend.close()
         if final:
             summary.update(final)
             self.log_stats(self.iterations, final)

@@ -125,6 +125,9 @@ class GenerationBackend:
         """What `litforge.generation.generate` returns, for the same arguments."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what `serving` built (an engine, its weight files); called once the loop has finished."""
+
 
 class BuiltinGeneration(GenerationBackend):
     """The KV-cache loop of this module, on the policy itself (the default: nothing is routed)."""

@@ -37,7 +37,7 @@ class Recording(BuiltinGeneration):
     """The built-in loop behind a real routing backend, recording each `serving` and each routed call."""
 
     def __init__(self):
-        self.served, self.calls = 0, []
+        self.served, self.calls, self.closed = 0, [], 0
 
     @contextlib.contextmanager
     def serving(self, model, tokenizer):
@@ -48,6 +48,9 @@ class Recording(BuiltinGeneration):
     def generate(self, model, tokenizer, prompts, **options):
         self.calls.append((len(prompts), options["n"], options["temperature"]))
         return super().generate(model, tokenizer, prompts, **options)
+
+    def close(self):
+        self.closed += 1
 
 
 def test_builtin_backend_samples_what_generate_samples(tiny_model, tokenizer):
@@ -84,7 +87,7 @@ def test_iterative_loop_serves_each_boundary_and_the_final_evaluation(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, data)
     # 2 boundaries + the final evaluation; each boundary: held-out greedy answers, then 3 candidates per prompt
-    assert backend.served == 3
+    assert backend.served == 3 and backend.closed == 1
     assert backend.calls == [(4, 1, 0.0), (6, 3, 1.0), (4, 1, 0.0), (6, 3, 1.0), (4, 1, 0.0)]
 
 
