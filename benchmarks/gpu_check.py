@@ -2,7 +2,7 @@
 GPU, and generation speed, printed as one table with the machine and versions.
 
     python benchmarks/gpu_check.py                 # one GPU; about 6 minutes on an H200 (estimate below)
-    python benchmarks/gpu_check.py --dry           # CPU, tiny sizes, 2 steps a row: every row's code path, < 1 min
+    python benchmarks/gpu_check.py --dry           # CPU, tiny sizes, 2 timed steps a row: every row's code path, ~35 s on 2 idle cores
     python benchmarks/gpu_check.py --rows sft_bf16,dpo_sdpa --json out.json
 
 Rows (each a `litforge fit` config written here and run through `LitforgeCLI`, the class behind `litforge fit`, plus
@@ -24,8 +24,9 @@ the shipped overlays it names; the run's steps after the warm-up are timed):
 Each row runs in its own forked process (the parent imports the libraries once, touches no GPU, and forks), so a
 crash, an out-of-memory or a hang (killed at the row's timeout) fails that row only: status ok / failed (one-line
 reason) / n/a (what is missing). Should every GPU row fail with a CUDA initialisation error (a library that creates a
-CUDA context on import, in the parent), rerun with `--start-method spawn` (each row then imports on its own: slower). Peak memory is `torch.cuda.max_memory_allocated` in the row's process (vLLM's
-engine runs in a process of its own: not counted); with --dry the process's peak resident set.
+CUDA context on import, in the parent), rerun with `--start-method spawn` (each row then imports on its own: slower).
+Peak memory is `torch.cuda.max_memory_allocated` in the row's process (vLLM's engine runs in a process of its own:
+not counted); with --dry the process's peak resident set (the parent's imports included).
 
 Sizes and the 8-minute estimate (not yet measured: this script has not run on a GPU): the training rows use a
 12-layer, 1024-wide Llama (~150M parameters; MoE and CoPE rows: 8 layers x 512), batches of 64 x 256 tokens (DPO: 32
