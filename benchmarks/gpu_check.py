@@ -2,7 +2,7 @@
 GPU, and generation speed, printed as one table with the machine and versions.
 
     python benchmarks/gpu_check.py                 # one GPU; about 6 minutes on an H200 (estimate below)
-    python benchmarks/gpu_check.py --dry           # CPU, tiny sizes, 2 timed steps a row: every row's code path, ~35 s on 2 idle cores
+    python benchmarks/gpu_check.py --dry           # CPU, tiny sizes, 2 timed steps a row: every code path, ~35 s
     python benchmarks/gpu_check.py --rows sft_bf16,dpo_sdpa --json out.json
 
 Rows (each a `litforge fit` config written here and run through `LitforgeCLI`, the class behind `litforge fit`, plus
@@ -107,7 +107,7 @@ class StepClock(L.Callback):
 
 
 def base_config(model: dict, data: dict, dry: bool, precision: str = "bf16-mixed") -> dict:
-    """A `litforge fit` config: the model and data given, warm-up + timed steps, no logging, checkpoints or validation."""
+    """A `litforge fit` config: the model and data given, warm-up + timed steps, no logs, checkpoints or validation."""
     warmup, timed = STEPS[dry]
     return {"seed_everything": 0,
             "trainer": {"accelerator": "cpu" if dry else "gpu", "devices": 1, "precision": precision,

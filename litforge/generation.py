@@ -113,7 +113,7 @@ _SERVED: contextvars.ContextVar[tuple[PreTrainedModel, GenerationBackend] | None
 
 
 class GenerationBackend:
-    """Where the iterative loops sample from the policy: `serving` brackets an iteration boundary, `generate` samples."""
+    """Where the iterative loops sample from the policy: `serving` brackets a boundary, `generate` samples."""
 
     @contextlib.contextmanager
     def serving(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
