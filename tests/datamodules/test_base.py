@@ -3,6 +3,7 @@ grouped by length or by a token budget on request; evaluation sets at least as l
 
 import lightning as L
 import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import SequentialSampler
 
 from litforge.data import write_jsonl
@@ -138,3 +139,30 @@ def test_a_fit_trains_on_length_grouped_batches(tiny_backbone):
     assert isinstance(run.train_dataloader.sampler, LengthGroupedSampler)
     assert run.num_training_batches == 4
     assert run.train_dataloader.state_dict() == {"epoch": 0, "position": 12}
+
+
+class Lengths(L.Callback):
+    """Records each training batch's sample lengths (the OfLengths samples differ only in length)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.batches.append(sorted(batch["attention_mask"].sum(1).tolist()))
+
+
+def grouped_fit(backbone, max_steps, callbacks=(), **fit):
+    seen = Lengths()
+    run = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                    callbacks=[seen, *callbacks])
+    run.fit(CausalLM(backbone=backbone), OfLengths(max_length=32, batch_size=4, group_by_length=True), **fit)
+    return seen.batches
+
+
+@pytest.mark.slow  # two real fits
+def test_a_checkpoint_taken_mid_epoch_resumes_with_the_next_grouped_batch(tiny_backbone, tmp_path):
+    every_two = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1, filename="{step}")
+    expected = grouped_fit(tiny_backbone, max_steps=6, callbacks=[every_two])  # an epoch of 4 batches, 2 of the next
+    assert grouped_fit(tiny_backbone, max_steps=6, ckpt_path=str(tmp_path / "step=2.ckpt")) == expected[2:]
+    assert grouped_fit(tiny_backbone, max_steps=6, ckpt_path=str(tmp_path / "step=4.ckpt")) == expected[4:]
