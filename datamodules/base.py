@@ -104,8 +104,8 @@ class LMDataModule(L.LightningDataModule):
         if self.max_tokens is not None and trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
             batches = getattr(trainer, "max_steps", -1) * getattr(trainer, "accumulate_grad_batches", 1)
             if trainer.max_epochs != 1 and not 0 <= batches <= len(sampler):
-                raise ConfigError("max_tokens", "token-budget epochs differ in batch count, which Lightning reads once: "
-                                                "a fit of more than one epoch needs trainer."
+                raise ConfigError("max_tokens", "token-budget epochs differ in batch count, which Lightning reads "
+                                                "once: a fit of more than one epoch needs trainer."
                                                 "reload_dataloaders_every_n_epochs: 1")
         return sampler
 

@@ -4,14 +4,14 @@ grouped by length or by a token budget on request; evaluation sets at least as l
 import lightning as L
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.utils.data import SequentialSampler
-
-from litforge.data import write_jsonl
 from litforge.datamodules import SFTDataModule
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.text import SyntheticTextDataModule
-from litforge.errors import ConfigError
 from litforge.lightning_modules.causal_lm import CausalLM
+from torch.utils.data import SequentialSampler
+
+from litforge.data import write_jsonl
+from litforge.errors import ConfigError
 from litforge.sampling import LengthGroupedSampler, ResumableDataLoader
 
 
