@@ -112,9 +112,11 @@ def test_sparse_upcycle_of_every_family_is_the_dense_model(name, dense_dirs):
     torch.testing.assert_close(logits(moe, ids), logits(seed, ids), rtol=1e-5, atol=1e-5)
 
 
-# settings that change the attention and must survive the merge: sliding windows that bind on 24 tokens, Phi-3's
-# longrope past its original length, Qwen3's attention biases
+# settings that change the attention and must survive the merge: Llama 3's rope scaling, sliding windows that bind on
+# 24 tokens, Phi-3's longrope past its original length, Qwen3's attention biases and a tied head
 VARIANTS = [
+    ("llama", {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}),
     ("mistral", {"sliding_window": 4}),
     ("phi3", {"sliding_window": 4}),
     ("phi3", {"max_position_embeddings": 64, "original_max_position_embeddings": 16,
