@@ -208,7 +208,8 @@ class LengthGroupedSampler(ResumableSampler):
 
 
 class Batches(Dataset):
-    """A dataset whose item [i, j, ...] is the list of those samples (a loader over a batch sampler collates it)."""
+    """The samples, indexed also by lists: item [i, j, ...] is the list of those samples (what a loader over whole
+    batches of indices collates); item i is sample i, so code that reads a loader's dataset in order still can."""
 
     def __init__(self, samples: Sequence[Any]):
         self.samples = samples
@@ -216,8 +217,10 @@ class Batches(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, indices: list[int]) -> list[Any]:
-        return [self.samples[index] for index in indices]
+    def __getitem__(self, indices: int | list[int]) -> Any:
+        if isinstance(indices, list):
+            return [self.samples[index] for index in indices]
+        return self.samples[indices]
 
 
 class ResumableDataLoader(DataLoader):

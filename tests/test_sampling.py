@@ -250,3 +250,10 @@ def test_grouped_iteration_never_draws_from_the_global_random_state():
     before = torch.get_rng_state()
     list(grouped(num_workers=1))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_grouped_loaders_dataset_still_reads_as_the_samples_in_order():
+    dataset = grouped().dataset  # what e.g. a precomputed reference reads, in order, with a loader of its own
+    assert len(dataset) == len(SAMPLES) and dataset[5] == SAMPLES[5] and list(dataset) == SAMPLES
+    batches = list(DataLoader(dataset, batch_size=100, collate_fn=collate))
+    assert flat(batch["index"] for batch in batches) == list(range(len(SAMPLES)))
