@@ -119,7 +119,8 @@ class LengthGroupedSampler(ResumableSampler):
     the most padded tokens goes first. Iterating yields this rank's batches: every `num_replicas`-th index of each
     remaining step, from `rank` on. `position` counts samples over all ranks, as in `ResumableSampler`, and always
     falls at a step's end, so a resumed epoch continues with the next step. The steps depend on the number of
-    ranks: resumed on another number, the epoch continues after the last step wholly consumed in the new layout.
+    ranks: resumed on another number, the epoch continues with the first step of the new layout that starts at or
+    after `position` (samples of a step cut across may be skipped or repeated).
 
     Token budget (`max_tokens`): a step takes k samples per rank, k as large as keeps k * (the longest length of
     the step) <= max_tokens, so each rank's padded batch stays within the budget and every rank still holds k
