@@ -71,9 +71,6 @@ class LitforgeModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.lora = lora
-        # while PreferenceModule still takes `lora` itself and wraps the model in its own `build_model`, only a
-        # `lora` given here is applied here
-        self.adapters_here = lora is not None
         self.quantization = quantization
         self.model: PreTrainedModel | None = None
 
@@ -92,7 +89,7 @@ class LitforgeModule(L.LightningModule):
             model = self.backbone.build_quantized(quantization_config(self.quantization), *ids)
             # freezes the base, keeps norms and embeddings in fp32; checkpointing is switched on below when asked
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-            keep_4bit_layers_trainable(model)
+            prepare_4bit_layers(model)
         if self.position is not None:
             self.position.attach(model)
         if self.gradient_checkpointing:
@@ -101,7 +98,7 @@ class LitforgeModule(L.LightningModule):
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # training never reuses the cache; generation turns it back on
-        if self.adapters_here:
+        if self.lora is not None:
             from peft import get_peft_model
 
             model = get_peft_model(model, lora_config(self.lora))
@@ -135,17 +132,34 @@ class LitforgeModule(L.LightningModule):
         checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)
 
 
-def keep_4bit_layers_trainable(model: nn.Module) -> None:
-    """Stop bitsandbytes repacking this model's 4-bit weights for its CPU inference kernel.
+def prepare_4bit_layers(model: nn.Module) -> None:
+    """Make this model's bitsandbytes 4-bit layers train correctly on CPU and load back from a checkpoint.
 
-    On a CPU with AVX512-BF16, an eval-mode forward without gradients (validation) repacks each `Linear4bit` weight in
-    place for a kernel (`gemv_4bit`) that has no backward and keeps the block scales in bf16: every later training
-    step would then pass no gradient through the frozen base layers to the adapters below them. Set per layer, so
-    other models in the process keep the fast path.
+    1. On a CPU with AVX512-BF16, an eval-mode forward without gradients (validation) repacks each `Linear4bit`
+       weight in place for a kernel (`gemv_4bit`) that has no backward and keeps the block scales in bf16: every later
+       training step would pass no gradient through the frozen base layers to the adapters below them. Turned off.
+    2. `Linear4bit` saves its quantization state beside the weight (`weight.absmax`, `weight.quant_map`, ...) but
+       does not read it back, so a strict `load_state_dict` (resuming a fit) fails on those keys: a pre-hook rebuilds
+       the weight from them.
+    Set per layer, so other models in the process are untouched.
     """
+    import bitsandbytes as bnb
+
     for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
+        if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
+            module.register_load_state_dict_pre_hook(load_4bit_weight)
+
+
+def load_4bit_weight(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *args) -> None:
+    """`load_state_dict` pre-hook of a `Linear4bit`: its weight from the packed data and quantization state saved."""
+    from bitsandbytes.nn import Params4bit
+
+    key = prefix + "weight"
+    stats = {name[len(key) + 1:]: state_dict.pop(name) for name in list(state_dict) if name.startswith(key + ".")}
+    if stats and key in state_dict:
+        module.weight = Params4bit.from_prequantized(state_dict[key], stats, requires_grad=False,
+                                                     device=module.weight.device, module=module)
 
 
 def lora_config(lora: dict[str, Any]) -> Any:

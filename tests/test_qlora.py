@@ -125,6 +125,32 @@ def test_a_validation_pass_leaves_the_adapter_gradients_unchanged(backbone):
     assert all(torch.allclose(before[name], after[name], atol=1e-6) for name in before)
 
 
+def test_a_4bit_policy_loads_back_strictly_from_its_state_dict(backbone):
+    """What resuming a fit does: the saved 4-bit weights and their quantization state replace the freshly built ones."""
+    kwargs = dict(lora={**LORA, "init_lora_weights": False}, quantization=NF4, reference=AdaptersDisabled())
+    module, data = make(backbone=backbone, **kwargs)
+    backbone.seed = 1  # another base: the load must bring the saved one back
+    other, _ = make(backbone=backbone, **kwargs)
+    batch = data.collate(data.splits["train"][:4])
+    assert not torch.allclose(other.pair_logprobs(other.model, batch).chosen,
+                              module.pair_logprobs(module.model, batch).chosen, atol=1e-3)
+    other.load_state_dict(module.state_dict(), strict=True)
+    assert torch.equal(other.pair_logprobs(other.model, batch).chosen, module.pair_logprobs(module.model, batch).chosen)
+
+
+def test_reanchoring_merges_the_adapters_into_the_4bit_base(backbone):
+    module, data = make(backbone=backbone, lora={**LORA, "init_lora_weights": False}, quantization=NF4,
+                        reference=AdaptersDisabled())
+    batch = data.collate(data.splits["train"][:4])
+    trained = module.pair_logprobs(module.model, batch).chosen.detach()
+    assert not torch.allclose(module.reference.logprobs(module, batch, "train")[0], trained, atol=1e-2)
+    module.reanchor_reference()
+    policy = module.pair_logprobs(module.model, batch).chosen.detach()
+    assert torch.equal(module.reference.logprobs(module, batch, "train")[0], policy)  # B = 0: policy = new base
+    assert torch.allclose(policy, trained, rtol=0.02)  # the merged base, quantized again: the policy up to rounding
+    assert_qlora(module.model)  # still 4-bit, still training only the adapters
+
+
 def test_a_4bit_base_without_lora_is_refused(backbone, tokenizer):
     module = CausalLM(backbone=backbone, tokenizer=tokenizer, quantization=NF4)
     with pytest.raises(ConfigError, match="^quantization: a 4-bit base cannot be trained itself"):
