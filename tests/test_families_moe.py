@@ -114,31 +114,37 @@ def test_sparse_upcycle_of_every_family_is_the_dense_model(name, dense_dirs):
 
 # settings that change the attention and must survive the merge: Llama 3's rope scaling, sliding windows that bind on
 # 24 tokens, Phi-3's longrope past its original length, Qwen3's attention biases and a tied head
-VARIANTS = [
+VARIANTS = [  # (family, config overrides, whether a window binds)
     ("llama", {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}),
-    ("mistral", {"sliding_window": 4}),
-    ("phi3", {"sliding_window": 4}),
+                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}, False),
+    ("mistral", {"sliding_window": 4}, True),
+    ("phi3", {"sliding_window": 4}, True),
     ("phi3", {"max_position_embeddings": 64, "original_max_position_embeddings": 16,
               "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.1, 1.2, 1.3],
-                                  "long_factor": [2.0, 3.0, 4.0, 5.0]}}),
-    ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
-    ("qwen3", {"attention_bias": True, "tie_word_embeddings": True}),  # the small Qwen releases tie the head
+                                  "long_factor": [2.0, 3.0, 4.0, 5.0]}}, False),
+    ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}, True),  # layer 1 only
+    ("qwen3", {"attention_bias": True, "tie_word_embeddings": True}, False),  # the small Qwen releases tie the head
+    ("qwen3", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 0}, True),  # every layer
+    ("qwen3", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 2}, False),  # the flag, no layer
 ]
 
 
-@pytest.mark.parametrize("name, overrides", VARIANTS, ids=[f"{n}-{'-'.join(o)}" for n, o in VARIANTS])
-def test_attention_settings_carry_over(name, overrides):
+@pytest.mark.parametrize("name, overrides, windowed", VARIANTS,
+                         ids=[f"{n}-{'-'.join(o)}-{o.get('max_window_layers', '')}" for n, o, _ in VARIANTS])
+def test_attention_settings_carry_over(name, overrides, windowed):
     seed = dense(name, **overrides)
     moe = BTXMerge().merge([seed, seed])
     ids = torch.randint(3, 101, (2, 24))
     torch.testing.assert_close(logits(moe, ids), logits(seed, ids), rtol=1e-5, atol=1e-5)
-    for key in ("sliding_window", "layer_types", "rope_parameters", "tie_word_embeddings"):
-        if key in overrides or (key == "layer_types" and name == "qwen2"):
+    for key in ("rope_parameters", "tie_word_embeddings"):
+        if key in overrides:
             assert getattr(moe.config, key) == getattr(seed.config, key)
+    if name == "qwen2":  # Qwen2's windows are per layer
+        assert moe.config.layer_types == seed.config.layer_types == ["full_attention", "sliding_attention"]
     if moe.config.tie_word_embeddings:
         assert moe.lm_head.weight.data_ptr() == moe.model.embed_tokens.weight.data_ptr()
-    if "sliding_window" in overrides:  # the window binds: the model without it differs
+    if windowed:  # the window binds on these 24 tokens: the same weights without it give other logits
+        assert moe.config.sliding_window == 4
         unwindowed = dense(name, **dict(overrides, sliding_window=None, use_sliding_window=False))
         assert not torch.allclose(logits(unwindowed, ids), logits(seed, ids), atol=1e-3)
 
@@ -176,7 +182,7 @@ REFUSED = [
     ("phi3", {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
      r"this phi3 model rotates part of each head \(partial_rotary_factor 0.5\), which Mixtral does not"),
     ("qwen3", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1},
-     "this qwen3 model has sliding-window layers, which Qwen3-MoE does not have per layer"),
+     "this qwen3 model has sliding-window and full layers; Qwen3-MoE windows all layers or none"),
 ]
 
 

@@ -121,8 +121,9 @@ def refuse_unmapped(config: PreTrainedConfig) -> None:
     require(rope.get("partial_rotary_factor", 1.0) == 1.0, "experts",
             f"this {name} model rotates part of each head (partial_rotary_factor {rope.get('partial_rotary_factor')}),"
             " which Mixtral does not")
-    require(name != "qwen3" or "sliding_attention" not in (getattr(config, "layer_types", None) or []), "experts",
-            "this qwen3 model has sliding-window layers, which Qwen3-MoE does not have per layer")
+    windows = {kind == "sliding_attention" for kind in getattr(config, "layer_types", None) or []}
+    require(name != "qwen3" or len(windows) <= 1, "experts",
+            "this qwen3 model has sliding-window and full layers; Qwen3-MoE windows all layers or none")
 
 
 def moe_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok: int) -> PreTrainedConfig:
@@ -139,6 +140,8 @@ def moe_config(dense: PreTrainedModel, num_experts: int, num_experts_per_tok: in
     fields = {name: value for name, value in config.to_dict().items() if name in accepted and name not in NOT_CARRIED}
     if "moe_intermediate_size" in accepted:
         fields["moe_intermediate_size"] = config.intermediate_size
+    if config.model_type == "qwen3":  # Qwen3-MoE has no layer_types: one flag windows every layer
+        fields["use_sliding_window"] = "sliding_attention" in config.layer_types
     fields.update(target.settings, head_dim=head_dim(config), num_experts_per_tok=num_experts_per_tok,
                   **{target.experts_field: num_experts})
     return target.config_class(**fields)
