@@ -17,8 +17,8 @@ the router is `mlp.gate.weight` (experts, hidden). `save_pretrained` writes the 
 rotary settings and sliding windows (Mistral's, Qwen2's per-layer `layer_types`) carry over as config fields both
 configs name. Gemma 2/3 have no counterpart (their layers add sandwich norms around the FFN, scaled embeddings and
 logit soft-capping, which no transformers MoE has; Gemma 4's MoE adds a dense FFN beside the experts) and are
-refused by name, as are settings a target has no place for (biases in Mixtral, Phi's partial rotary, Qwen3's
-sliding layers).
+refused by name, as are settings a target has no place for (biases in Mixtral, Phi's partial rotary, a Qwen3 that
+windows some layers but not others: Qwen3-MoE windows all or none).
 
 Departures from the released MoE configs (what BTX needs of them):
 1. Qwen2-MoE's shared expert has width 0 (shared_expert_intermediate_size=0: its gated output is exactly 0), so the
