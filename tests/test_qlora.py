@@ -8,6 +8,7 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from family_helpers import FAMILIES, family_checkpoint
 from helpers import REPO, run_litforge, tiny_run_config, write_yaml
 from preference_helpers import make
 
@@ -263,3 +264,30 @@ def test_cli_qlora_sft_with_the_overlay_then_both_exports(tmp_path):
     assert model.config.hidden_size == 64 and not any("lora" in name for name, _ in model.named_parameters())
     run_litforge(["export", str(checkpoint), str(tmp_path / "adapters"), "--adapters-only"])
     assert (tmp_path / "adapters/adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_qlora_dpo_step_on_each_family(name, tmp_path_factory, tmp_path):
+    """Every family's checkpoint loads in 4-bit through LocalCheckpoint with adapters on all its linear layers (Phi-3's
+    fused qkv_proj included); fresh adapters: policy = reference, so the DPO term is log 2."""
+    import math
+
+    from litforge.datamodules import JSONLPreferenceDataModule
+
+    folder = family_checkpoint(name, tmp_path_factory)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(f'{{"prompt": "Is {n} even?", "chosen": "{"yes" if n % 2 == 0 else "no"}", '
+                             f'"rejected": "{"no" if n % 2 == 0 else "yes"} it is"}}\n' for n in range(4)))
+    data = JSONLPreferenceDataModule(train_path=str(pairs), tokenizer=str(folder), max_length=48, batch_size=4)
+    data.setup("fit")
+    module = DPONLL(backbone=LocalCheckpoint(str(folder)), tokenizer=data.tokenizer, alpha=0.0, lora=LORA,
+                    quantization=NF4, reference=AdaptersDisabled())
+    module.configure_model()
+    linear = [m for m in module.model.get_base_model().modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert linear and all(isinstance(m.weight, bnb.nn.Params4bit) for m in linear)
+    loss = module.training_step(next(iter(data.train_dataloader())), 0)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    loss.backward()
+    trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
+    assert trained and all(".lora_" in n for n in trained)
+    assert all(p.grad is not None for n, p in module.model.named_parameters() if p.requires_grad)
