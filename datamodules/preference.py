@@ -84,6 +84,12 @@ class PreferenceDataModule(LMDataModule):
             warnings.warn(f"{type(self).__name__} {split}: {cut} responses cut to max_length={self.max_length}")
         return samples
 
+    def sample_length(self, sample: Sample) -> int:
+        """Tokens of the pair's shared-prompt row (prompt once, then chosen and rejected): what it adds to a batch
+        under the default layouts, so `group_by_length` groups pairs by the work they cost."""
+        prompt = next((i for i, label in enumerate(sample["chosen_labels"]) if label != IGNORE_INDEX), 0)
+        return len(sample["chosen_input_ids"]) + len(sample["rejected_input_ids"]) - prompt
+
     def encode_pair(self, pair: dict[str, Any], where: tuple[str, int] = ("<pairs>", 0)) -> Sample:
         """Validate one raw pair and tokenize it into chosen/rejected input_ids and labels (loss on responses).
 

@@ -71,3 +71,13 @@ def test_invalid_json_and_truncation(tmp_path):
     with pytest.warns(UserWarning, match="cut to max_length=16"):
         data.setup("fit")
     assert len(data.splits["train"][0]["chosen_input_ids"]) == 16
+
+
+def test_a_pairs_length_for_grouping_counts_its_prompt_once(tmp_path):
+    from litforge.datamodules import JSONLPreferenceDataModule
+    from litforge.tokenizer import byte_level_tokenizer
+
+    data = JSONLPreferenceDataModule(train_path=str(tmp_path / "x.jsonl"))
+    data.tokenizer = byte_level_tokenizer()
+    sample = data.encode_pair({"prompt": "abcd", "chosen": "xy", "rejected": "zzz"})
+    assert data.sample_length(sample) == 1 + 4 + (2 + 1) + (3 + 1)  # bos + prompt, chosen + eos, rejected + eos
