@@ -7,6 +7,8 @@ of all weights, `quantization:` loads the frozen base in 4-bit NF4 through bitsa
    bitsandbytes' 8-bit AdamW, which also runs on CPU).
 2. A freshly initialised `TinyModel` is quantized by writing it to a temporary directory and loading it back with
    the quantization config, so both backbones go through transformers' own 4-bit loading.
+3. On CPU, bitsandbytes' inference repacking of 4-bit weights is turned off per model (`prepare_4bit_layers`): its
+   kernel has no backward.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class LitforgeModule(L.LightningModule):
             lora_config(lora)  # a bad key fails here, not when the model is built
         if quantization is not None:
             quantization_config(quantization)
+            require(lora is not None, "quantization", "a 4-bit base cannot be trained itself: set `lora:` to train "
+                                                      "adapters on it (configs/optim/qlora.yaml)")
         super().__init__()
         # init arguments holding objects stay out of the hyperparameters (checkpoint, logger): each class names its
         # own in `plugin_fields`, and the union over the class hierarchy is ignored here, once
@@ -82,8 +86,6 @@ class LitforgeModule(L.LightningModule):
         if self.quantization is None:
             model = self.backbone.build(*ids)
         else:
-            require(self.lora is not None, "quantization", "a 4-bit base cannot be trained itself: set `lora:` to "
-                                                           "train adapters on it (configs/optim/qlora.yaml)")
             from peft import prepare_model_for_kbit_training
 
             model = self.backbone.build_quantized(quantization_config(self.quantization), *ids)

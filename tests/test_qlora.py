@@ -153,9 +153,9 @@ def test_reanchoring_merges_the_adapters_into_the_4bit_base(backbone):
 
 
 def test_a_4bit_base_without_lora_is_refused(backbone, tokenizer):
-    module = CausalLM(backbone=backbone, tokenizer=tokenizer, quantization=NF4)
-    with pytest.raises(ConfigError, match="^quantization: a 4-bit base cannot be trained itself"):
-        module.configure_model()
+    for cls in (CausalLM, DPONLL):
+        with pytest.raises(ConfigError, match="^quantization: a 4-bit base cannot be trained itself"):
+            cls(backbone=backbone, tokenizer=tokenizer, quantization=NF4)
 
 
 @pytest.mark.parametrize("quantization, message", [
