@@ -10,14 +10,14 @@ import pytest
 import torch
 from family_helpers import FAMILIES, family_checkpoint
 from helpers import REPO, run_litforge, tiny_run_config, write_yaml
+from litforge.datamodules import SyntheticTextDataModule
+from litforge.lightning_modules import DPONLL, CausalLM
+from litforge.plugins.reference import AdaptersDisabled, FrozenCopy
 from preference_helpers import make
 
 from litforge.backbones import LocalCheckpoint, TinyModel
 from litforge.checkpoint import export, model_from_checkpoint
-from litforge.datamodules import SyntheticTextDataModule
 from litforge.errors import CheckpointError, ConfigError
-from litforge.lightning_modules import CausalLM, DPONLL
-from litforge.plugins.reference import AdaptersDisabled, FrozenCopy
 
 pytest.importorskip("peft", reason="peft is the lora extra")
 bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is the qlora extra")
@@ -63,7 +63,7 @@ def test_qlora_sft_trains_only_the_adapters(backbone, tmp_path):
     assert_qlora(module.model)
     batch = data.collate(data.splits["train"][:8])
     frozen = {name: p.detach().clone() for name, p in module.model.named_parameters() if not p.requires_grad}
-    loss = lambda: torch.nn.functional.cross_entropy(  # noqa: E731
+    loss = lambda: torch.nn.functional.cross_entropy(
         module(batch["input_ids"], batch["attention_mask"])[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
         ignore_index=-100).item()
     start = loss()
@@ -128,7 +128,7 @@ def test_a_validation_pass_leaves_the_adapter_gradients_unchanged(backbone):
 
 def test_a_4bit_policy_loads_back_strictly_from_its_state_dict(backbone):
     """What resuming a fit does: the saved 4-bit weights and their quantization state replace the freshly built ones."""
-    kwargs = dict(lora={**LORA, "init_lora_weights": False}, quantization=NF4, reference=AdaptersDisabled())
+    kwargs = {"lora": {**LORA, "init_lora_weights": False}, "quantization": NF4, "reference": AdaptersDisabled()}
     module, data = make(backbone=backbone, **kwargs)
     backbone.seed = 1  # another base: the load must bring the saved one back
     other, _ = make(backbone=backbone, **kwargs)

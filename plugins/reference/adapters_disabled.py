@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from litforge.plugins.reference.base import ReferenceSource, reference_mode
 
 from litforge.errors import ConfigError
-from litforge.plugins.reference.base import ReferenceSource, reference_mode
 
 
 class AdaptersDisabled(ReferenceSource):
