@@ -25,7 +25,8 @@ Peak memory is the process's maximum resident set size after training minus the 
 The sides alternate; each reports its fastest run and its lowest peak memory (a shared machine only ever slows a run
 down). The training loss is each side's mean over the epoch and over its last quarter of steps (the data order
 differs between sides, so they agree within noise, not exactly). The last two lines are the pairs/s ratios.
-`--memory-only` runs each side once on the longest `--pairs` pairs (default 32) and ends with the peak-memory ratios.
+`--memory-only` runs each side once on the longest `--pairs` pairs (default 16: the batches that set a run's peak)
+and ends with the peak-memory ratios.
 """
 
 from __future__ import annotations
@@ -108,14 +109,13 @@ def tokenizer(vocab: int):
     return built
 
 
-def chosen_pairs(count: int, vocab: int, memory_only: bool) -> list[dict[str, str]]:
+def selection(count: int, memory_only: bool) -> list[int]:
     """The pairs a run trains on: the first `count` of the seeded set, or with --memory-only the `count` longest of
-    the 256 (so every side meets the batches that set its peak)."""
+    256 (so every side meets the batches that set its peak), in the set's order."""
     if not memory_only:
-        return pairs(count, vocab)
-    every, lengths = pairs(256, vocab), pair_lengths(256)
-    longest = sorted(range(256), key=lambda i: -sum(lengths[i]))[:count]
-    return [every[i] for i in sorted(longest)]
+        return list(range(count))
+    lengths = pair_lengths(256)
+    return sorted(sorted(range(256), key=lambda i: -sum(lengths[i]))[:count])
 
 
 def max_rss_mb() -> float:
@@ -222,7 +222,8 @@ def child(side: str, count: int, vocab: int, threads: int, memory_only: bool) ->
     import torch
 
     torch.set_num_threads(threads)
-    data = chosen_pairs(count, vocab, memory_only)
+    every = pairs(256 if memory_only else count, vocab)
+    data = [every[i] for i in selection(count, memory_only)]
     with tempfile.TemporaryDirectory() as root:
         result = run_litforge(data, vocab, root) if side == "litforge" else run_trl(data, vocab, root, side == "trl_best")
     print("RESULT " + json.dumps(result))
@@ -251,7 +252,7 @@ def machine(threads: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=None, help="pairs trained (default 256; 32 with --memory-only)")
+    parser.add_argument("--pairs", type=int, default=None, help="pairs trained (default 256; 16 with --memory-only)")
     parser.add_argument("--vocab", type=int, default=32000, help="vocabulary size (model and tokenizer)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None, help="runs per side, alternating (default 3; 1 with "
@@ -263,7 +264,7 @@ def main() -> None:
                         help="override a litforge option (a JSON value), e.g. padding_free=false group_by_length=false")
     parser.add_argument("--child", metavar="SIDE", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.pairs = (32 if args.memory_only else 256) if args.pairs is None else args.pairs
+    args.pairs = (16 if args.memory_only else 256) if args.pairs is None else args.pairs
     args.repeats = (1 if args.memory_only else 3) if args.repeats is None else args.repeats
     for name in ("pairs", "threads", "repeats"):
         if getattr(args, name) < 1:
@@ -286,7 +287,8 @@ def main() -> None:
             parser.error(f"--litforge {override}: the value must be JSON (true, false, null, a number)")
     if args.child:
         return child(args.child, args.pairs, args.vocab, args.threads, args.memory_only)
-    lengths = [pair_lengths(256)[i] for i in range(256)] if args.memory_only else pair_lengths(args.pairs)
+    every = pair_lengths(256 if args.memory_only else args.pairs)
+    lengths = [every[i] for i in selection(args.pairs, args.memory_only)]
     print(machine(args.threads))
     tokens = [sum(x) for x in lengths]
     print(f"data: {args.pairs} pairs{' (the longest of 256)' if args.memory_only else ''}, vocab {args.vocab}; "
@@ -318,7 +320,7 @@ def main() -> None:
               f"{run['loss_mean']:13.4f} {run['loss_last']:14.4f}")
     for side, run in best.items():
         print(f"{SIDES[side]} options: {', '.join(run['options']) or 'DPOConfig defaults'}")
-    if "litforge" not in best:
+    if "litforge" not in best or not {"trl", "trl_best"} & set(best):
         return
     ours = best["litforge"]
     memory = [f"{label} {ours['peak_rss_mb'] / best[side]['peak_rss_mb']:.2f}"

@@ -36,6 +36,9 @@ def test_lengths_are_seeded_long_tailed_and_cut_at_1024():
     assert max(responses) > 800 and min(responses) < 60  # long-tailed: a few tokens to near the cut
     assert any(x[0] + x[1] == 1024 for x in lengths)  # the cut binds on some pairs
     assert [x[1] for x in lengths] != [x[2] for x in lengths]  # chosen and rejected drawn separately
+    longest = bench.selection(16, memory_only=True)  # --memory-only: the 16 longest pairs, in the set's order
+    assert longest == sorted(longest) and len(set(longest)) == 16 and bench.selection(5, False) == [0, 1, 2, 3, 4]
+    assert min(sum(lengths[i]) for i in longest) >= max(sum(x) for i, x in enumerate(lengths) if i not in longest)
 
 
 def test_text_tokenizes_to_the_drawn_counts_for_litforge_and_trl(tmp_path):
