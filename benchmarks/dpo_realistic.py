@@ -134,9 +134,9 @@ def run_litforge(data: list[dict], vocab: int, root: str) -> dict:
     import torch
     from litforge.datamodules import PreferenceDataModule
     from litforge.lightning_modules import DPONLL
+    from litforge.plugins.reference import PrecomputedReference
 
     from litforge.backbones import TinyModel
-    from litforge.plugins.reference import PrecomputedReference
 
     class Pairs(PreferenceDataModule):
         def pairs(self, split):

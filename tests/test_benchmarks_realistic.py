@@ -10,7 +10,6 @@ from pathlib import Path
 from statistics import median
 
 import pytest
-
 from litforge.datamodules import PreferenceDataModule
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dpo_realistic.py"
