@@ -33,7 +33,7 @@ SETUP_BLOCKS = 2  # the quick start and the test command: the first two blocks, 
 # Each pipeline is the README commands (and config first lines) that name one of its prefixes, run in README order.
 PIPELINES = {
     "quickstart": ("configs/quickstart.yaml", "runs/quickstart", "configs/strategy/", "configs/logger/",
-                   "configs/optim/", "configs/data/", "litforge compare", " --help"),
+                   "configs/optim/", "configs/data/", "runs/data_ultrafeedback", "litforge compare", " --help"),
     "cope": ("configs/cope/",),
     "reverse": ("configs/reverse/",),
     "preference": ("configs/sft/", "configs/dpo_nll/", "configs/cringe/"),
