@@ -37,8 +37,9 @@ Departures from the paper:
     3. Candidates shown as numbered options (`names`): a tiny model trained on a fixed 40-tool library memorises the
        names and never picks an unseen tool (measured: 0 of 100 unseen requests right with fixed names), and the
        96-wide 2-layer model never learns to copy a fresh random three-letter code (0.00 greedy, 0.26 / 0.22 seen /
-       unseen by likelihood, chance 0.25), even with the name after the description; an option number is one token
-       from a fixed set of four.
+       unseen by likelihood, chance 0.25), even with the name after the description. An option number is one token
+       from a fixed set, so every reply names a candidate; the model still picks at chance (issue 17): it parses
+       requests (thought 0.70 exact, contrastive answer 0.93) but does not learn to find the line that matches.
 """
 
 from __future__ import annotations
