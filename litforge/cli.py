@@ -275,6 +275,13 @@ def quiet_known_noise() -> None:
     # raised inside Lightning's own pytree helper, not by anything a user or litforge does
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
+    # bitsandbytes on a CPU with AVX512-BF16 asks for an optional hub kernel at import; it runs without it
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_no_kernel_hint)
+
+
+def _no_kernel_hint(record: logging.LogRecord) -> bool:
+    """False for bitsandbytes' note that the optional `kernels` package is missing for its CPU 4-bit matmul."""
+    return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
 
 
 def _no_adverts(record: logging.LogRecord) -> bool:

@@ -265,3 +265,26 @@ def test_help_with_model_and_data_shows_their_arguments(capsys):
     out = capsys.readouterr().out
     assert "--model.backbone" in out and "--model.gradient_checkpointing" in out
     assert "--data.train_path" in out
+
+
+@pytest.mark.slow
+def test_bitsandbytes_missing_kernel_hint_is_quiet():
+    """bitsandbytes asks for the optional `kernels` package at import on AVX512-BF16 CPUs; the CLI drops that line."""
+    import subprocess
+    import sys
+
+    from bitsandbytes.backends.cpu.ops import has_avx512bf16
+
+    try:
+        import kernels  # noqa: F401
+        pytest.skip("the `kernels` package is installed: bitsandbytes has nothing to say")
+    except ImportError:
+        pass
+    if not has_avx512bf16():
+        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes does not ask for the kernel")
+    code = "import bitsandbytes"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "gemm_4bit_forward" in plain.stderr  # the line exists without the filter
+    quiet = subprocess.run([sys.executable, "-c", "from litforge.cli import quiet_known_noise; quiet_known_noise(); "
+                            + code], capture_output=True, text=True, check=True)
+    assert "gemm_4bit_forward" not in quiet.stderr
