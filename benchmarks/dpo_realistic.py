@@ -58,7 +58,7 @@ PROMPT_MEDIAN, RESPONSE_MEDIAN, SIGMA, MIN_TOKENS = 150, 250, 0.8, 4
 SPECIALS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>")  # ids 0-3; words "w4" ... "w<vocab-1>"
 
 # The litforge side's settings: options the installed litforge lacks are left out and printed.
-LITFORGE_MODULE = {"shared_prompt": True, "padding_free": True, "lm_head_chunk": 1024}
+LITFORGE_MODULE = {"shared_prompt": True, "padding_free": True, "lm_head_chunk": 256}
 LITFORGE_DATA = {"group_by_length": True}
 # TRL's best on this machine. padding_free is asked for and reported: TRL 1.16 warns that it is "temporarily
 # unavailable" and falls back to padding (it also needs flash attention, which CPUs lack). The dataset is given
