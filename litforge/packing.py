@@ -107,40 +107,36 @@ class BlockGroups:
     """The blocks of a `PackedPairs` grouped by shape, so that equal blocks run as one batched SDPA call.
 
     Attributes:
+        lengths: each block's length, in packed order (the row is split along these).
         shapes: (prompt, split, length) per group.
-        index: per group, the packed positions of its blocks, (blocks, length).
-        contiguous: per group, whether its blocks lie back to back (then `index` is a plain reshape of a slice).
-        order: the packed position of each token when the groups' outputs are concatenated, or None when that is
-            already the packed order.
+        members: per group, the indices of its blocks in packed order.
     """
 
+    lengths: list[int]
     shapes: list[tuple[int, int, int]]
-    index: list[torch.Tensor]
-    contiguous: list[bool]
-    order: torch.Tensor | None
+    members: list[list[int]]
 
     @classmethod
     def of(cls, packed: PackedPairs) -> BlockGroups:
         by_shape: dict[tuple[int, int, int], list[int]] = defaultdict(list)
-        for start, prompt, split, length in packed.blocks:
-            by_shape[(prompt, split, length)].append(start)
-        device = packed.input_ids.device
-        shapes, index, contiguous = [], [], []
-        for (prompt, split, length), starts in by_shape.items():
-            shapes.append((prompt, split, length))
-            index.append(torch.tensor(starts, device=device)[:, None] + torch.arange(length, device=device))
-            contiguous.append(starts == list(range(starts[0], starts[0] + len(starts) * length, length)))
-        flat = torch.cat([positions.flatten() for positions in index])
-        natural = len(index) == 1 and contiguous[0] and starts[0] == 0
-        return cls(shapes, index, contiguous, None if natural else torch.argsort(flat))
+        for number, (_, prompt, split, length) in enumerate(packed.blocks):
+            by_shape[(prompt, split, length)].append(number)
+        return cls([length for *_, length in packed.blocks], list(by_shape), list(by_shape.values()))
 
 
-def take(x: torch.Tensor, index: torch.Tensor, contiguous: bool) -> torch.Tensor:
-    """The blocks `index` (blocks, length) of x (1, heads, N, dim) as a batch (blocks, heads, length, dim)."""
-    if contiguous:
-        first = int(index[0, 0])
-        return x[0, :, first:first + index.numel()].unflatten(1, index.shape).transpose(0, 1)
-    return x[0][:, index].transpose(0, 1)
+def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prompt: int, split: int, dropout: float,
+                    scaling: float | None) -> torch.Tensor:
+    """Attention within blocks of one shape, each (blocks, heads, length, dim): queries [0, split) causal among
+    themselves; queries [split, length) over the keys [0, prompt) and, causally, their own."""
+    length = q.size(2)
+    if split == length:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+    (q1, q2), (k1, k2), (v1, v2) = (x.split([split, length - split], 2) for x in (q, k, v))
+    first = F.scaled_dot_product_attention(q1, k1, v1, dropout_p=dropout, scale=scaling, is_causal=True)
+    keys, values = torch.cat([k1[:, :, :prompt], k2], 2), torch.cat([v1[:, :, :prompt], v2], 2)
+    mask = torch.ones(length - split, prompt + length - split, dtype=torch.bool, device=q.device).tril(prompt)
+    second = F.scaled_dot_product_attention(q2, keys, values, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    return torch.cat([first, second], 2)
 
 
 def packed_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -154,23 +150,17 @@ def packed_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Ten
     groups = packed_pairs.groups
     repeats = query.size(1) // key.size(1)
     key, value = repeat_kv(key, repeats), repeat_kv(value, repeats)  # (1, heads, N, dim)
-    outputs = []
-    for (prompt, split, length), index, contiguous in zip(groups.shapes, groups.index, groups.contiguous):
-        q, k, v = (take(x, index, contiguous) for x in (query, key, value))  # (blocks, heads, length, dim)
-        out = F.scaled_dot_product_attention(q[:, :, :split], k[:, :, :split], v[:, :, :split], dropout_p=dropout,
-                                             scale=scaling, is_causal=True)
-        if split < length:  # rejected: its prompt's keys, then its own, causally (lower-right aligned)
-            keys = torch.cat([k[:, :, :prompt], k[:, :, split:]], 2)
-            values = torch.cat([v[:, :, :prompt], v[:, :, split:]], 2)
-            mask = torch.ones(length - split, prompt + length - split, dtype=torch.bool, device=q.device)
-            second = F.scaled_dot_product_attention(q[:, :, split:], keys, values, attn_mask=mask.tril(prompt),
-                                                    dropout_p=dropout, scale=scaling)
-            out = torch.cat([out, second], 2)
-        outputs.append(out.transpose(0, 1).flatten(1, 2))  # (heads, blocks * length, dim)
-    out = torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
-    if groups.order is not None:
-        out = out[:, groups.order]
-    return out.transpose(0, 1)[None].contiguous(), None  # (1, N, heads, dim)
+    # one split per tensor (its backward is one concatenation), never a slice per block (a full-size zero gradient each)
+    pieces = [x.split(groups.lengths, 2) for x in (query, key, value)]
+    outputs: list[torch.Tensor | None] = [None] * len(groups.lengths)
+    for (prompt, split, _), members in zip(groups.shapes, groups.members):
+        q, k, v = (torch.cat([blocks[i] for i in members]) if len(members) > 1 else blocks[members[0]]
+                   for blocks in pieces)  # (blocks, heads, length, dim)
+        out = block_attention(q, k, v, prompt, split, dropout, scaling)
+        for i, block in zip(members, out.split(1)):
+            outputs[i] = block
+    out = torch.cat(outputs, 2) if len(outputs) > 1 else outputs[0]  # (1, heads, N, dim)
+    return out.transpose(1, 2).contiguous(), None  # (1, N, heads, dim)
 
 
 AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)  # selected per forward by `packed_attention`

@@ -120,7 +120,7 @@ def test_equal_blocks_run_as_one_batched_call():
     batch = {key: torch.cat([value[:1], value[:1], value[2:3], value[2:3]]) for key, value in batch.items()}
     packed = pack_pairs(batch)  # two identical pairs: one group, back to back
     groups = BlockGroups.of(packed)
-    assert groups.shapes == [(2, 5, 7)] and groups.contiguous == [True] and groups.order is None
+    assert groups.shapes == [(2, 5, 7)] and groups.members == [[0, 1]] and groups.lengths == [7, 7]
 
 
 def test_models_that_cannot_pack_say_why_and_take_padded_rows(tiny_backbone):
