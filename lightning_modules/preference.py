@@ -5,6 +5,10 @@ the policy over chosen and rejected together (a batch of 2B rows from `PairColla
 `litforge.losses` (the `loss` hook a subclass implements), then metrics.
 
 Speed:
+0. No compute on padding (`padding_free`, on by default: on long-tailed lengths it was 1.41x faster than the
+   shared-prompt padded rows and 1.66x faster than the concatenated ones on CPU, see `litforge.packing`): all
+   sequences of a batch run as one row of real tokens, positions restarting per pair, attention block-diagonal per
+   pair. The padded layouts below remain for models whose attention cannot take it (`packing_refusal`).
 1. The prompt is computed once for both responses (`shared_prompt`, on by default): each pair becomes one row
    [prompt | chosen | rejected] (`litforge.shared_prompt`). With transformers' SDPA the attention runs as two dense
    blocks and the (rejected x chosen) block is never computed; other attention gets the same layout as a 4-D mask.
@@ -101,7 +105,8 @@ class PreferenceModule(LitforgeModule):
             two rows; the log-probs are the same.
         padding_free: run all of a batch's sequences as one row without padding (`litforge.packing`: positions
             restart per pair, attention block-diagonal per pair), so no layer computes on padding; the log-probs
-            and gradients are the padded forward's. A model whose attention cannot take it (eager, CoPE, flash,
+            and gradients are the padded forward's. A batch without padding (equal lengths) stays in its padded
+            layout, which is then as small and a little faster (fewer copies). A model whose attention cannot take it (eager, CoPE, flash,
             activation checkpointing, a binding sliding window) takes the padded rows, said once in the log.
         lm_head_chunk: run the output layer and the log-softmax on this many response positions at a time, the
             backward recomputing each chunk's logits (`litforge.losses.chunked_token_logprobs`), so the
@@ -150,15 +155,15 @@ class PreferenceModule(LitforgeModule):
     def pair_logprobs(self, model: nn.Module, batch: dict[str, Any]) -> PairLogprobs:
         """Run `model` once over a batch of B pairs and return sequence log-probs of chosen and rejected."""
         length = batch["input_ids"].size(1)
+        fits = self.shared_prompt and shared_layout_fits(model, length)
+        layout = share_prompts(batch) if fits else None
         refusal = packing_refusal(model, length) if self.padding_free else None
-        if self.padding_free and refusal is None:
+        if refusal is not None and refusal not in self.refusals:  # said once per reason
+            self.refusals.add(refusal)
+            rank_zero_info(f"padding_free: {type(model).__name__} takes padded rows: {refusal}")
+        padding = ~(layout["real"] if layout is not None else batch["attention_mask"].bool())
+        if self.padding_free and refusal is None and bool(padding.any()):  # no padding, nothing to save: stay dense
             layout = pack_pairs(batch, self.shared_prompt)
-        else:
-            if refusal is not None and refusal not in self.refusals:  # said once per reason
-                self.refusals.add(refusal)
-                rank_zero_info(f"padding_free: {type(model).__name__} takes padded rows: {refusal}")
-            fits = self.shared_prompt and shared_layout_fits(model, length)
-            layout = share_prompts(batch) if fits else None
         # an FSDP2 model runs it as a registered forward method (`register_pair_forward`): its root parameters gathered
         forward = getattr(model, "litforge_pair_forward", None) or partial(pair_forward, model)
         logprobs, logits, hidden, targets, rows, half = forward(batch, layout, self.lm_head_chunk)

@@ -206,3 +206,17 @@ def test_cringe_reads_the_logits_of_a_chunked_head(tiny_backbone):
     chunked = module.step(batch, "val", "val0", record=False)
     module.lm_head_chunk = None
     assert torch.allclose(chunked, module.step(batch, "val", "val0", record=False), atol=1e-5)
+
+
+def test_a_batch_without_padding_stays_in_its_dense_layout(tiny_backbone, monkeypatch):
+    module, data = make(backbone=tiny_backbone)
+    sample = data.encode_pair({"prompt": "1+1=", "chosen": "two", "rejected": "six"})  # equal lengths
+    batch = data.collate([dict(sample, index=0), dict(sample, index=1)])
+    expected = module.pair_logprobs(module.model, uneven_batch(data, True))  # packs
+
+    def refuse(*args):
+        raise AssertionError("packed a batch without padding")
+
+    monkeypatch.setattr("litforge.lightning_modules.preference.pack_pairs", refuse)
+    assert module.pair_logprobs(module.model, batch).chosen.shape == (2,)
+    assert expected.chosen.shape == (4,)
