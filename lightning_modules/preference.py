@@ -210,7 +210,8 @@ class PreferenceModule(LitforgeModule):
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.step(batch, "train", "train")
+        # token-budget batches (`max_tokens`) vary in pairs: `loss_scale` weighs every pair of the epoch alike
+        return self.step(batch, "train", "train") * batch.get("loss_scale", 1.0)
 
     def on_validation_epoch_start(self) -> None:
         reset_metrics(self.metrics["val_"])  # fresh states a fit can update after a validate (see set_metrics)

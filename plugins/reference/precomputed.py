@@ -97,7 +97,8 @@ class PrecomputedReference(ReferenceSource):
 
 def in_order(loader: DataLoader) -> DataLoader:
     """A loader's samples in dataset order, neither shuffled nor sharded (a later lookup may ask for any of them)."""
-    return DataLoader(loader.dataset, batch_size=loader.batch_size or 1, collate_fn=loader.collate_fn)
+    size = loader.batch_size or getattr(loader.sampler, "batch_size", None) or 1  # a grouped loader batches by sampler
+    return DataLoader(loader.dataset, batch_size=size, collate_fn=loader.collate_fn)
 
 
 def data_hash(samples) -> str:

@@ -10,7 +10,7 @@ import json
 import lightning as L
 import pytest
 import torch
-from litforge.datamodules import JSONLPreferenceDataModule
+from litforge.datamodules import ArithmeticPreferenceDataModule, JSONLPreferenceDataModule
 from litforge.lightning_modules import DPONLL
 from litforge.plugins.reference import AdaptersDisabled, FrozenCopy, PrecomputedReference
 
@@ -52,3 +52,27 @@ def test_precomputed_reference_refuses_a_streamed_split(tiny_backbone, tmp_path)
                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
     with pytest.raises(ConfigError, match="^reference: PrecomputedReference needs a train split with a length"):
         trainer.fit(module, datamodule=data)
+
+
+def test_the_precompute_batches_a_length_grouped_loader_by_its_batch_size():
+    from litforge.plugins.reference.precomputed import in_order
+
+    data = ArithmeticPreferenceDataModule(num_train=24, num_val=8, batch_size=8, max_length=32, group_by_length=True)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    assert loader.batch_size is None  # the grouped sampler hands out whole batches
+    ordered = in_order(loader)
+    sizes = [len(batch["index"]) for batch in ordered]
+    assert sizes == [8, 8, 8] and torch.equal(torch.cat([batch["index"] for batch in ordered]), torch.arange(24))
+
+
+def test_a_token_budget_batch_scales_its_loss(tiny_backbone):
+    data = ArithmeticPreferenceDataModule(num_train=24, num_val=8, batch_size=8, max_length=32)
+    data.setup("fit")
+    module = DPONLL(backbone=tiny_backbone, tokenizer=data.tokenizer)
+    module.configure_model()
+    batch = next(iter(data.train_dataloader()))
+    module.log = lambda *args, **kwargs: None  # no trainer to log to
+    plain = module.training_step(batch, 0)
+    scaled = module.training_step({**batch, "loss_scale": 0.5}, 0)
+    assert torch.allclose(scaled, plain * 0.5)
