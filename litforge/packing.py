@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
 from litforge.data import IGNORE_INDEX
-from litforge.shared_prompt import prompt_lengths, shared_layout_fits, uses_plain_sdpa
+from litforge.shared_prompt import attention_function, prompt_lengths, shared_layout_fits, uses_plain_sdpa
 
 PACKED_ATTENTION = "litforge_packed_sdpa"
 
@@ -166,16 +165,9 @@ def packed_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Ten
 AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)  # selected per forward by `packed_attention`
 
 
-@contextmanager
 def packed_attention(model: nn.Module):
-    """Within the block, `model`'s attention layers run `packed_sdpa_attention` (the config field they read)."""
-    config = model.get_decoder().config
-    previous = config._attn_implementation_internal
-    config._attn_implementation_internal = PACKED_ATTENTION  # the private field: no sub-configs to propagate to
-    try:
-        yield
-    finally:
-        config._attn_implementation_internal = previous
+    """Within the block, `model`'s attention layers run `packed_sdpa_attention`."""
+    return attention_function(model, PACKED_ATTENTION)
 
 
 def packing_refusal(model: nn.Module, length: int) -> str | None:

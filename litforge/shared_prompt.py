@@ -132,15 +132,21 @@ AttentionInterface.register(PAIR_ATTENTION, pair_sdpa_attention)  # selected per
 
 
 @contextmanager
-def pair_attention(model: nn.Module):
-    """Within the block, `model`'s attention layers run `pair_sdpa_attention` (the config field they read)."""
+def attention_function(model: nn.Module, name: str):
+    """Within the block, `model`'s attention layers run the `AttentionInterface` function `name` (the config field
+    they read)."""
     config = model.get_decoder().config
     previous = config._attn_implementation_internal
-    config._attn_implementation_internal = PAIR_ATTENTION  # the private field: no sub-configs to propagate to
+    config._attn_implementation_internal = name  # the private field: no sub-configs to propagate to
     try:
         yield
     finally:
         config._attn_implementation_internal = previous
+
+
+def pair_attention(model: nn.Module):
+    """Within the block, `model`'s attention layers run `pair_sdpa_attention`."""
+    return attention_function(model, PAIR_ATTENTION)
 
 
 def uses_plain_sdpa(model: nn.Module) -> bool:

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from preference_helpers import hand_made_pairs
 
 from litforge.data import IGNORE_INDEX
 from litforge.shared_prompt import (
@@ -12,17 +13,6 @@ from litforge.shared_prompt import (
     shared_layout_fits,
     sliding_window,
 )
-
-
-def hand_made_pairs() -> dict:
-    """Pair 0: prompt [1, 2], chosen [11, 12, 13], rejected [21, 22]; pair 1: prompt [3, 4, 5], chosen [14],
-    rejected [23, 24, 25]; as `PairCollator` lays them out (chosen rows, then rejected rows; pad id 0)."""
-    x = IGNORE_INDEX
-    rows = [([1, 2, 11, 12, 13], [x, x, 11, 12, 13]), ([3, 4, 5, 14], [x, x, x, 14]),
-            ([1, 2, 21, 22], [x, x, 21, 22]), ([3, 4, 5, 23, 24, 25], [x, x, x, 23, 24, 25])]
-    return {"input_ids": torch.tensor([ids + [0] * (6 - len(ids)) for ids, _ in rows]),
-            "labels": torch.tensor([labels + [x] * (6 - len(labels)) for _, labels in rows]),
-            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (6 - len(ids)) for ids, _ in rows])}
 
 
 def test_shared_layout_by_hand():
