@@ -8,7 +8,6 @@ import difflib
 import inspect
 import itertools
 import logging
-import os
 import re
 import shutil
 import sys
@@ -24,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from litforge.callbacks import default_progress_bar
 from litforge.checkpoint import check_checkpoint
-from litforge.errors import CheckpointError, ConfigError, UserError
+from litforge.errors import ConfigError, UserError
 from litforge.runtime import malloc_choice
 
 

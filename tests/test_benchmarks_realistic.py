@@ -3,23 +3,20 @@ tokenization) and, where TRL is installed, a tiny end-to-end run of the script."
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from statistics import median
 
 import pytest
+from helpers import load_benchmark
 from litforge.datamodules import PreferenceDataModule
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dpo_realistic.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("dpo_realistic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dpo_realistic")
 
 
 def test_lengths_are_seeded_long_tailed_and_cut_at_1024():
