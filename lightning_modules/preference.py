@@ -106,8 +106,9 @@ class PreferenceModule(LitforgeModule):
         padding_free: run all of a batch's sequences as one row without padding (`litforge.packing`: positions
             restart per pair, attention block-diagonal per pair), so no layer computes on padding; the log-probs
             and gradients are the padded forward's. A batch without padding (equal lengths) stays in its padded
-            layout, which is then as small and a little faster (fewer copies). A model whose attention cannot take it (eager, CoPE, flash,
-            activation checkpointing, a binding sliding window) takes the padded rows, said once in the log.
+            layout, which is then as small and a little faster (fewer copies). A model whose attention cannot take
+            it (eager, CoPE, flash, activation checkpointing, a binding sliding window) takes the padded rows, said
+            once in the log.
         lm_head_chunk: run the output layer and the log-softmax on this many response positions at a time, the
             backward recomputing each chunk's logits (`litforge.losses.chunked_token_logprobs`), so the
             (tokens x vocab) logits never exist whole (None: all at once, the fastest while they fit). A loss that

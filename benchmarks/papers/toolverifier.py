@@ -6,8 +6,8 @@ unseen tools over reasoning alone, and is the gain from the contrast or from the
 Per seed, in its own working directory, the README's commands as written: `litforge fit --config
 configs/toolverifier/sft.yaml`, `litforge export`, then `litforge validate --config configs/toolverifier/verify.yaml`
 once per row, on the same 200 seen and 200 unseen requests (`--requests`). The candidates of a request are
-numbered options and the answer is a number (`ToolTask(names="numbered")`, the task's default). Overrides, all printed: the seed (`--seed_everything`,
-the TinyModel's init seed, the shuffle seed and the task's `task_seed`, which draws the SFT rows and the evaluation
+numbered options and the answer is a number (`ToolTask(names="numbered")`, the task's default). Overrides, all
+printed: the seed (`--seed_everything`, the TinyModel's init seed, the shuffle seed and the task's `task_seed`, which draws the SFT rows and the evaluation
 requests; the library itself is fixed), and per row the program:
     direct                        DirectSelection; parameters filled greedily (one sample, no verification)
     reasoning                     ReasoningSelection (a thought, then "Action: <tool>")

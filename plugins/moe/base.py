@@ -13,8 +13,8 @@ transformers MoE whose decoder layer is the dense family's with the FFN replaced
 In memory all three keep each layer's experts as fused 3D tensors: `mlp.experts.gate_up_proj` (experts,
 2 * intermediate, hidden) holding [gate_proj; up_proj] and `mlp.experts.down_proj` (experts, hidden, intermediate);
 the router is `mlp.gate.weight` (experts, hidden). `save_pretrained` writes the released per-expert names
-(Mixtral's `block_sparse_moe.experts.{i}.w1/w2/w3`, Qwen's `mlp.experts.{i}.gate_proj/up_proj/down_proj`). Attention (Qwen2's q/k/v biases, Qwen3's q/k norms and head_dim), norms,
-rotary settings and sliding windows (Mistral's, Qwen2's per-layer `layer_types`) carry over as config fields both
+(Mixtral's `block_sparse_moe.experts.{i}.w1/w2/w3`, Qwen's `mlp.experts.{i}.gate_proj/up_proj/down_proj`).
+Attention (Qwen2's q/k/v biases, Qwen3's q/k norms and head_dim), norms, rotary settings and sliding windows (Mistral's, Qwen2's per-layer `layer_types`) carry over as config fields both
 configs name. Gemma 2/3 have no counterpart (their layers add sandwich norms around the FFN, scaled embeddings and
 logit soft-capping, which no transformers MoE has; Gemma 4's MoE adds a dense FFN beside the experts) and are
 refused by name, as are settings a target has no place for (biases in Mixtral, Phi's partial rotary, a Qwen3 that

@@ -1,4 +1,5 @@
-"""Router statistics of a transformers MoE (Mixtral, Qwen2-MoE, Qwen3-MoE): which experts the top-k router picks, and freezing the experts."""
+"""Router statistics of a transformers MoE (Mixtral, Qwen2-MoE, Qwen3-MoE): which experts the top-k router picks,
+and freezing the experts."""
 
 from __future__ import annotations
 
