@@ -35,12 +35,19 @@ class WeightFingerprint(L.Callback):
 
 
 def load_benchmark(name: str):
-    """The module of `benchmarks/<name>.py` (benchmarks are scripts, not a package)."""
+    """The module of `benchmarks/<name>.py` (benchmarks are scripts, not a package). The environment variables a
+    script sets for its own runs (e.g. no progress bars) are taken back, so later tests' subprocesses do not inherit
+    them."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    environment = dict(os.environ)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
     return module
 
 
