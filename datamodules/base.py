@@ -53,6 +53,7 @@ class LMDataModule(L.LightningDataModule):
         self.group_size = group_size
         self.max_tokens = max_tokens
         self.splits: dict[str, Split | None] = {}
+        self.train_lengths: tuple[Split, list[int]] | None = None  # the training split and its samples' lengths
         self.collate = Collator(self.tokenizer.pad_token_id)
 
     def load(self, split: str) -> Split | None:
@@ -96,7 +97,9 @@ class LMDataModule(L.LightningDataModule):
         Token-budget epochs differ in batch count, and Lightning counts an epoch's batches once, when it builds the
         loader; a fit that can reach a second epoch must rebuild it every epoch (else a longer epoch is cut short).
         """
-        lengths = [self.sample_length(sample) for sample in data]
+        if self.train_lengths is None or self.train_lengths[0] is not data:  # once per split, not per loader built
+            self.train_lengths = (data, [self.sample_length(sample) for sample in data])
+        lengths = self.train_lengths[1]
         sampler = LengthGroupedSampler(lengths, self.batch_size, self.group_size, self.max_tokens, seed=self.seed,
                                        **shard)
         trainer = self.trainer
