@@ -9,11 +9,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from litforge.data import Collator
 from litforge.datamodules.base import LMDataModule
 from litforge.datamodules.system2_distill import encode_rows
 from litforge.datamodules.system2_inputs import System2InputsDataModule, as_list
 from litforge.datamodules.tool_tasks import ToolTask
 from litforge.plugins.tools.library import read_toolselect_csv
+from litforge.tokenizer import trained_tokenizer
 
 from litforge.errors import require
 
@@ -40,14 +42,24 @@ class ToolSFTDataModule(LMDataModule):
         num_seen: seen evaluation inputs the rows are kept apart from (the evaluation config's, same task_seed).
         num_unseen: unseen evaluation inputs (their gold tools are never in a row anyway).
         task_seed: seed of the rows and of the evaluation inputs.
+        vocab_size: None reads bytes (or the `tokenizer` directory); a number trains a byte-level BPE of that many
+            tokens on the task's text (`ToolTask.corpus`: the whole library's descriptions, seen and unseen, as a
+            pretrained model's vocabulary covers words it was not tuned on), so that each word of the task is one
+            token (`litforge.tokenizer.trained_tokenizer`). It is saved with the checkpoint and the export.
         **kwargs: see `LMDataModule`.
     """
 
     def __init__(self, task: ToolTask, num_train: int = 8000, num_val: int = 0, num_seen: int = 200,
-                 num_unseen: int = 200, task_seed: int = 0, **kwargs):
+                 num_unseen: int = 200, task_seed: int = 0, vocab_size: int | None = None, **kwargs):
         kwargs.setdefault("max_length", 320)
         require(num_train >= 1, "num_train", f"must be >= 1, got {num_train}")
+        require(vocab_size is None or kwargs.get("tokenizer") is None, "vocab_size",
+                "trains its own tokenizer: give vocab_size or tokenizer, not both")
         super().__init__(**kwargs)
+        if vocab_size is not None:
+            require(vocab_size > 259, "vocab_size", f"must exceed the 256 bytes and 3 special tokens, got {vocab_size}")
+            self.tokenizer = trained_tokenizer(task.corpus(), vocab_size)
+            self.collate = Collator(self.tokenizer.pad_token_id)
         self.task, self.task_seed = task, task_seed
         self.counts = {"train": num_train, "val": num_val}
         self.num_seen, self.num_unseen = num_seen, num_unseen

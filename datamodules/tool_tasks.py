@@ -1,15 +1,14 @@
 """A synthetic tool library of confusable tool families for ToolVerifier (Mekala et al. 2024, "ToolVerifier:
-Generalization to New Tools via Self-Verification"), sized for a tiny byte-level model, with some families and some
-siblings held out as unseen tools, and the SFT rows of every program step built from templates on seen tools only.
+Generalization to New Tools via Self-Verification"), sized for a tiny model, with some families and some siblings
+held out as unseen tools, and the SFT rows of every program step built from templates on seen tools only.
 
 The library: a family is a topic ("weather", "traffic", ...); its six tools are the topic x a time ("now",
 "tomorrow", "last year") x a place ("city", "country"). A tool's description names its three attributes ("weather
 tomorrow by city"), its library name is an opaque three-letter code, and its one parameter is its place ("city" or
-"country"), filled with the place the request is about. An input does not show library names: with `names="numbered"`
-(the default) its candidates are numbered options, each line the description and then its number ("weather tomorrow
-by city: 2"), and the answer is the number copied from that line; with `names="random"` they carry fresh random
-codes. Either way a name carries nothing a model could memorise: choosing means reading the descriptions and copying
-a name, for seen and unseen tools alike. Siblings differ in one attribute: the hard negatives of a candidate set.
+"country"), filled with the place the request is about. What an input shows as a candidate's name is `names`:
+"descriptive" spells the attributes ("weather-tomorrow-city"), as real APIs' names do; "numbered" gives option
+numbers ("weather tomorrow by city: 2"; the answer is the number on the matching line, the default); "random" fresh
+random codes; "fixed" the library's codes. Siblings differ in one attribute: the hard negatives of a candidate set.
 
 A request names the topic, a place and a time in other words ("weather in Lima next day?": Lima is a city, "next
 day" is tomorrow); half of them add a distractor place of the same kind ("..., not Oslo?").
@@ -32,14 +31,14 @@ in four), in random order.
 Departures from the paper:
     1. Templates stand in for Llama-2 70B's self-generated data (ToolSelect): thoughts ("Lima is a city;
        tomorrow"), contrastive questions and answers are written by rule from the tools' attributes.
-    2. Tools are opaque codes with three-attribute descriptions; the paper's tools are real APIs with prose
-       descriptions, and its unseen tools are ToolBench's.
-    3. Candidates shown as numbered options (`names`): a tiny model trained on a fixed 40-tool library memorises the
-       names and never picks an unseen tool (measured: 0 of 100 unseen requests right with fixed names), and the
-       96-wide 2-layer model never learns to copy a fresh random three-letter code (0.00 greedy, 0.26 / 0.22 seen /
-       unseen by likelihood, chance 0.25), even with the name after the description. An option number is one token
-       from a fixed set, so every reply names a candidate; the model still picks at chance (issue 17): it parses
-       requests (thought 0.70 exact, contrastive answer 0.93) but does not learn to find the line that matches.
+    2. Tools have three-attribute descriptions; the paper's tools are real APIs with prose descriptions, and its
+       unseen tools are ToolBench's.
+    3. The shipped configs show descriptive names and read a word a token (`ToolSFTDataModule(vocab_size=1024)`).
+       Measured on a 96-wide 2-layer model, 600 steps (issue 17): with opaque names it never picks an unseen tool
+       (fixed codes: 0 of 100) or picks at chance (random codes 0.26 / 0.22 seen / unseen; numbered options 0.25 /
+       0.23, bytes or word tokens alike, even 4 layers and 2000 steps): it parses the request (thought 0.70 exact,
+       contrastive answer 0.93) but learns no lookup of a line by its content. With descriptive names it composes the
+       name from the request: seen ~1.0, unseen ~0.42, where it writes a seen tool's name for an unseen one.
 """
 
 from __future__ import annotations
@@ -74,13 +73,18 @@ PLACES = {"city": ["Paris", "Rome", "Lima", "Oslo", "Cairo", "Tokyo", "Delhi", "
           "country": ["France", "Italy", "Peru", "Norway", "Egypt", "Japan", "India", "Chile"]}
 REQUESTS = ["{topic} in {place} {time}?", "{topic} for {place}, {time}?", "what about {topic} in {place} {time}?"]
 KEYS = ("topic", "time", "place")
-NAMES = ("numbered", "random", "fixed")
+NAMES = ("numbered", "random", "fixed", "descriptive")
 SKILLS = ("select", "reason", "contrast", "answer", "choose", "fill", "vcontrast", "vchoose")
 
 
 def line(tool: Tool) -> str:
     """A candidate's line, as the programs' default `tool_format` writes it."""
     return TOOL_FORMAT.format(name=tool.name, description=tool.description)
+
+
+def descriptive_name(tool: Tool) -> str:
+    """A name that spells the tool's attributes, as real APIs' names do: "weather-tomorrow-city"."""
+    return "-".join(tool.attribute(key).replace(" ", "-") for key in KEYS)
 
 
 def contrast(a: Tool, b: Tool) -> tuple[str, str, str]:
@@ -158,6 +162,7 @@ class ToolTask:
         label = gold.name
         if self.names != "fixed":
             names = ([str(k) for k in range(1, len(candidates) + 1)] if self.names == "numbered"
+                     else [descriptive_name(tool) for tool in candidates] if self.names == "descriptive"
                      else rng.sample(self.codes, len(candidates)))
             label = names[[tool.name for tool in candidates].index(gold.name)]
             candidates = [replace(tool, name=name) for tool, name in zip(candidates, names)]
@@ -184,6 +189,19 @@ class ToolTask:
             skill = rng.choices(SKILLS, weights=self.skill_weights)[0]
             rows.append(dict(self.row(skill, item, gold, rng), skill=skill, question=item["question"]))
         return rows
+
+    def corpus(self, count: int = 2000) -> list[str]:
+        """Text of the task for training a tokenizer's vocabulary (`ToolSFTDataModule(vocab_size=...)`): every tool's
+        description and `count` rows of every skill (prompt and response) over the whole library, unseen tools
+        included, drawn with a fixed seed; a vocabulary, not training rows: no model is trained on them."""
+        rng = random.Random(0)
+        texts = [tool.description for tool in self.library.tools]
+        for k in range(count):
+            item = self.item(rng.choice(self.library.tools), self.library, rng)
+            gold = next(tool for tool in item["candidates"] if tool.name == item["label"])
+            row = self.row(SKILLS[k % len(SKILLS)], item, gold, rng)
+            texts.append(row["prompt"] + row["response"])
+        return texts
 
     def row(self, skill: str, item: dict[str, Any], gold: Tool, rng: random.Random) -> dict[str, str]:
         """One `{"prompt", "response"}` row of a skill for an input whose gold tool is `gold`."""

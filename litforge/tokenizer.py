@@ -1,12 +1,14 @@
-"""The default tokenizer: byte-level, built locally, so nothing is downloaded."""
+"""The default tokenizer: byte-level, built locally, so nothing is downloaded; and a byte-level BPE trained locally on
+a task's own text (`trained_tokenizer`), for tasks whose words a tiny model should read as single tokens."""
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 
 from jinja2.exceptions import TemplateError
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
@@ -26,6 +28,33 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE(vocab={symbol: i for i, symbol in enumerate(alphabet)}, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS)
+    tokenizer.add_special_tokens({"pad_token": PAD, "bos_token": BOS, "eos_token": EOS})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def trained_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with `vocab_size` tokens (the 256 bytes, merges learnt from `corpus`, then pad/bos/eos) and the
+    byte-level tokenizer's chat template. Merges stay within a word (a run of letters, digits and underscores); every
+    other character is its own token. So a frequent word becomes one token, the same one at the start of a line as
+    after a space, and a text split between two words (a prompt and its continuation) tokenizes as the whole text
+    does. Any other text still encodes, byte by byte, and decodes to itself. Deterministic: the same corpus gives the
+    same tokenizer."""
+    if vocab_size <= 259:
+        raise ValueError(f"vocab_size must exceed the 256 bytes and 3 special tokens, got {vocab_size}")
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=_byte_of)
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\w+|\W"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 3, initial_alphabet=alphabet, show_progress=False,
+                                  min_frequency=2)
+    backend.train_from_iterator(corpus, trainer)
+    if any(backend.token_to_id(symbol) is None for symbol in alphabet):  # every byte stays encodable
+        raise RuntimeError("the trained BPE lost part of the byte alphabet")
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS)
     tokenizer.add_special_tokens({"pad_token": PAD, "bos_token": BOS, "eos_token": EOS})
     tokenizer.chat_template = CHAT_TEMPLATE

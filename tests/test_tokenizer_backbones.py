@@ -1,11 +1,18 @@
-"""The byte-level tokenizer and the backbone specs."""
+"""The byte-level tokenizer, the locally trained BPE, and the backbone specs."""
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from litforge.backbones import LocalCheckpoint, TinyModel
-from litforge.tokenizer import byte_level_tokenizer, has_own_chat_template, load_tokenizer, turn_end, user_turn
+from litforge.tokenizer import (
+    byte_level_tokenizer,
+    has_own_chat_template,
+    load_tokenizer,
+    trained_tokenizer,
+    turn_end,
+    user_turn,
+)
 
 
 def test_byte_tokenizer_round_trips_any_text(tokenizer):
@@ -15,6 +22,42 @@ def test_byte_tokenizer_round_trips_any_text(tokenizer):
     assert tokenizer.decode(ids) == text
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (256, 257, 258)
     assert len(tokenizer) == 259
+
+
+CORPUS = ["weather tomorrow by city: 2\nRequest: weather in Lima next day?", "Thought: Lima is a city; tomorrow"] * 20
+
+
+def test_trained_tokenizer_makes_frequent_words_one_token_and_still_round_trips_any_text(tmp_path):
+    tokenizer = trained_tokenizer(CORPUS, 400)
+    ids = tokenizer("weather tomorrow by city: 2", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["weather", "Ġ", "tomorrow", "Ġ", "by", "Ġ", "city", ":", "Ġ", "2"]
+    # a word is the same token at the start of a line as after a space
+    ids = tokenizer("weather\n weather", add_special_tokens=False)["input_ids"]
+    assert ids[0] == ids[3] and len(ids) == 4
+    text = "zebra héllo 数字 Lima\t!"  # unseen words and characters: byte by byte
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text and len(ids) > len(text.split())
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<|bos|>", "<|eos|>", "<|pad|>")
+    assert len(tokenizer) <= 400 and tokenizer.pad_token_id == len(tokenizer) - 1
+    assert tokenizer.chat_template == byte_level_tokenizer().chat_template
+    assert trained_tokenizer(CORPUS, 400).get_vocab() == tokenizer.get_vocab()  # deterministic
+    tokenizer.save_pretrained(tmp_path)
+    assert load_tokenizer(tmp_path).get_vocab() == tokenizer.get_vocab()
+
+
+def test_trained_tokenizer_tokenizes_a_prompt_and_its_continuation_as_the_whole_text():
+    tokenizer = trained_tokenizer(CORPUS, 400)
+    whole = tokenizer("Request: weather in Lima next day?\nAction: 2", add_special_tokens=False)["input_ids"]
+    for cut in ("Request:", "Request: weather", "Request: weather in Lima next day?\nAction:"):
+        text = "Request: weather in Lima next day?\nAction: 2"
+        head = tokenizer(cut, add_special_tokens=False)["input_ids"]
+        tail = tokenizer(text[len(cut):], add_special_tokens=False)["input_ids"]
+        assert head + tail == whole
+
+
+def test_trained_tokenizer_refuses_a_vocabulary_without_room_for_merges():
+    with pytest.raises(ValueError, match="vocab_size must exceed"):
+        trained_tokenizer(CORPUS, 259)
 
 
 def test_chat_template_marks_roles_and_ends_turns_with_eos(tokenizer):

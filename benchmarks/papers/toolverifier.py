@@ -5,8 +5,8 @@ unseen tools over reasoning alone, and is the gain from the contrast or from the
 
 Per seed, in its own working directory, the README's commands as written: `litforge fit --config
 configs/toolverifier/sft.yaml`, `litforge export`, then `litforge validate --config configs/toolverifier/verify.yaml`
-once per row, on the same 200 seen and 200 unseen requests (`--requests`). The candidates of a request are
-numbered options and the answer is a number (`ToolTask(names="numbered")`, the task's default). Overrides, all
+once per row, on the same 200 seen and 200 unseen requests (`--requests`). The configs name candidates by their
+attributes ("weather-tomorrow-city", `names: descriptive`) and read a word a token (`vocab_size: 1024`). Overrides, all
 printed: the seed (`--seed_everything`, the TinyModel's init seed, the shuffle seed and the task's `task_seed`, which draws the SFT rows and the evaluation
 requests; the library itself is fixed), and per row the program:
     direct                        DirectSelection; parameters filled greedily (one sample, no verification)
@@ -19,7 +19,7 @@ Columns: selection accuracy on seen and unseen tools, the model's top-2 recall b
 generated tokens per request (unseen set), parameter accuracy on the gold tool (unseen set; rows that fill).
 
 Departures from the paper: a synthetic library of confusable tool families (datamodules/tool_tasks.py) and a
-96-wide 2-layer Llama trained from scratch on template data, instead of Llama-2 70B's self-generated ToolSelect data
+96-wide 2-layer Llama trained from scratch on template data, a word a token, instead of Llama-2 70B's self-generated ToolSelect data
 and ToolBench's unseen tools.
 """
 

@@ -28,7 +28,7 @@ def test_whole_families_and_one_sibling_per_seen_family_are_unseen(task):
     assert ToolTask().library.tools == task.library.tools  # the library seed fixes names and held-out siblings
 
 
-def test_names_are_option_numbers_random_codes_or_the_library_s_own(task):
+def test_names_are_option_numbers_random_codes_the_library_s_own_or_descriptive(task):
     rng = random.Random(0)
     gold = task.seen.tools[0]
     numbered = [task.item(gold, task.seen, rng) for _ in range(40)]
@@ -37,6 +37,14 @@ def test_names_are_option_numbers_random_codes_or_the_library_s_own(task):
     names = {ToolTask(names="random").item(gold, task.seen, rng)["label"] for _ in range(20)}
     assert len(names) > 10 and all(len(name) == 3 for name in names) and task.seen.tools[0].name == gold.name
     assert ToolTask(names="fixed").item(gold, task.seen, rng)["label"] == gold.name
+    descriptive = ToolTask(names="descriptive")
+    item = descriptive.item(gold, descriptive.seen, rng)
+    assert gold.description == "weather now by city" and item["label"] == "weather-now-city"
+    for tool in item["candidates"]:  # each name spells its own tool's attributes
+        assert tool.name == tool.description.replace(" by ", " ").replace(" ", "-")
+    names = {tool.description: descriptive.item(tool, descriptive.library, rng)["label"]
+             for tool in descriptive.library.tools}
+    assert len(set(names.values())) == 60 and names["rent last year by country"] == "rent-last-year-country"
     with pytest.raises(ValueError, match="names must be one of"):
         ToolTask(names="letters")
 
@@ -96,3 +104,23 @@ def test_the_evaluation_datamodule_names_its_two_sets(task):
     assert data.names("val") == ["seen", "unseen"]
     seen, unseen = data.val_dataloader()
     assert [len(batch) for batch in seen] == [2, 1] and isinstance(next(iter(unseen)), list)
+
+
+def test_the_sft_datamodule_trains_a_word_level_vocabulary_covering_unseen_tools(task):
+    data = ToolSFTDataModule(task, num_train=50, num_seen=10, num_unseen=10, vocab_size=1024)
+    tokenizer = data.tokenizer
+    for tool in task.unseen:  # unseen families' words are single tokens too, as a pretrained vocabulary's are
+        words = tool.description.split()
+        ids = tokenizer(tool.description, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 2 * len(words) - 1
+    data.setup("fit")
+    sample = data.splits["train"][0]
+    assert sample["input_ids"][0] == tokenizer.bos_token_id and max(sample["input_ids"]) < len(tokenizer)
+    short, long = sorted(data.splits["train"][:10], key=lambda sample: len(sample["input_ids"]))[::9]
+    batch = data.collate([short, long])
+    assert batch["input_ids"][0, -1] == tokenizer.pad_token_id != 258  # the trained vocabulary's pad, not the bytes'
+
+
+def test_the_sft_datamodule_refuses_a_vocabulary_size_beside_a_tokenizer_directory(task, tmp_path):
+    with pytest.raises(Exception, match="vocab_size"):
+        ToolSFTDataModule(task, num_train=5, vocab_size=1024, tokenizer=str(tmp_path))
