@@ -28,11 +28,7 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE(vocab={symbol: i for i, symbol in enumerate(alphabet)}, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS)
-    tokenizer.add_special_tokens({"pad_token": PAD, "bos_token": BOS, "eos_token": EOS})
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.padding_side = "right"
-    return tokenizer
+    return _with_specials(backend)
 
 
 def trained_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -55,11 +51,7 @@ def trained_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedToken
     backend.train_from_iterator(corpus, trainer)
     if any(backend.token_to_id(symbol) is None for symbol in alphabet):  # every byte stays encodable
         raise RuntimeError("the trained BPE lost part of the byte alphabet")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS)
-    tokenizer.add_special_tokens({"pad_token": PAD, "bos_token": BOS, "eos_token": EOS})
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.padding_side = "right"
-    return tokenizer
+    return _with_specials(backend)
 
 
 def has_own_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -113,6 +105,16 @@ def load_tokenizer(path: str | Path | None = None, trust_remote_code: bool = Fal
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _with_specials(backend: Tokenizer) -> PreTrainedTokenizerFast:
+    """A `tokenizers` backend as a transformers tokenizer with pad/bos/eos after its vocabulary, the plain-text chat
+    template and right padding."""
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS)
+    tokenizer.add_special_tokens({"pad_token": PAD, "bos_token": BOS, "eos_token": EOS})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.padding_side = "right"
     return tokenizer
 
 
