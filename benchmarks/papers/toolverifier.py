@@ -18,6 +18,9 @@ requests; the library itself is fixed), and per row the program:
 Columns: selection accuracy on seen and unseen tools, the model's top-2 recall by likelihood (rows that rank),
 generated tokens per request (unseen set), parameter accuracy on the gold tool (unseen set; rows that fill).
 
+`benchmarks/papers/toolverifier_by_kind.py` splits the unseen accuracy of these models by kind of unseen tool (a
+held-out sibling of a seen family, or a tool of a held-out family).
+
 Departures from the paper: a synthetic library of confusable tool families (datamodules/tool_tasks.py) and a
 96-wide 2-layer Llama trained from scratch on template data, a word a token, instead of Llama-2 70B's self-generated ToolSelect data
 and ToolBench's unseen tools.
