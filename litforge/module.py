@@ -72,6 +72,7 @@ class LitforgeModule(L.LightningModule):
         self.tokenizer = tokenizer if tokenizer is not None else byte_level_tokenizer()
         self.position = position
         self.gradient_checkpointing = gradient_checkpointing
+        check_optimizer(optimizer, scheduler)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.lora = lora
@@ -132,6 +133,21 @@ class LitforgeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["litforge"] = checkpoint_metadata(self.model, self.tokenizer)
+
+
+def check_optimizer(optimizer: OptimizerCallable, scheduler: LRSchedulerCallable | None) -> None:
+    """Build the optimizer and the scheduler once on a stand-in parameter, so that a value torch refuses (a negative
+    lr, betas outside [0, 1), a start factor above 1) stops the run in one line, naming the field, before anything
+    is written; torch itself would refuse it only once the trainer has set up its run."""
+    try:
+        probe = optimizer([nn.Parameter(torch.zeros(2, 2))])
+    except ValueError as error:
+        raise ConfigError("optimizer", str(error)) from error
+    if scheduler is not None:
+        try:
+            scheduler(probe)
+        except ValueError as error:
+            raise ConfigError("scheduler", str(error)) from error
 
 
 def prepare_4bit_layers(model: nn.Module) -> None:

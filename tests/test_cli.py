@@ -229,6 +229,11 @@ def set_in(config, dotted, value):
     (("model.init_args.backbone.init_args.model_type", "lama"),
      "model_type: unknown model_type 'lama'; closest: llama"),
     (("data.init_args.batch_size", "x"), "data.batch_size: Expected a <class 'int'>"),
+    (("model.init_args.optimizer", {"class_path": "torch.optim.AdamW", "init_args": {"lr": -1.0}}),
+     "optimizer: Invalid learning rate: -1.0"),
+    (("model.init_args.scheduler", {"class_path": "torch.optim.lr_scheduler.LinearLR",
+                                    "init_args": {"start_factor": 2.0}}),
+     "scheduler: Starting multiplicative factor expected to be greater than 0 and less or equal to 1"),
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, expected):
     path = tmp_path / "run.yaml"
