@@ -7,7 +7,7 @@ import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
 from litforge.data import Collator, Sample
-from litforge.errors import ConfigError
+from litforge.errors import ConfigError, require
 from litforge.sampling import LengthGroupedSampler, ResumableDataLoader, ResumableSampler
 from litforge.sources import DataSource, StreamingDataLoader, code_fingerprint, tokenizer_fingerprint
 from litforge.tokenizer import load_tokenizer
@@ -42,6 +42,10 @@ class LMDataModule(L.LightningDataModule):
     def __init__(self, tokenizer: str | None = None, max_length: int = 256, batch_size: int = 16,
                  val_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
                  group_by_length: bool = False, group_size: int = 50, max_tokens: int | None = None):
+        for field, value in (("max_length", max_length), ("batch_size", batch_size),
+                             ("val_batch_size", val_batch_size), ("group_size", group_size), ("max_tokens", max_tokens)):
+            require(value is None or value >= 1, field, f"must be at least 1, got {value}")
+        require(num_workers >= 0, "num_workers", f"must be 0 or more, got {num_workers}")
         super().__init__()
         self.tokenizer = load_tokenizer(tokenizer)
         self.max_length = max_length

@@ -20,6 +20,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from litforge.callbacks import default_progress_bar
 from litforge.checkpoint import check_checkpoint
@@ -48,7 +49,24 @@ class LitforgeCLI(LightningCLI):
     - `--ckpt_path` is checked before anything is written; `--ckpt_path last` with nothing saved yet starts fresh
       and says so.
     - A fit that fails before its first step removes the logger run it created.
+    - "Seed set to N" is said once the config's classes are built, so that a config error stays one line.
     """
+
+    def _set_seed(self) -> None:
+        seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+        level = seed_logger.level
+        seed_logger.setLevel(logging.WARNING)
+        try:
+            super()._set_seed()
+        finally:
+            seed_logger.setLevel(level)
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        seed = config.get("seed_everything")
+        if seed is not False and seed is not None:
+            rank_zero_info(f"Seed set to {seed}")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.tokenizer", "model.init_args.tokenizer", apply_on="instantiate")

@@ -60,6 +60,16 @@ def test_overlays_compose_and_print_the_whole_run():
 
 
 @pytest.mark.slow
+def test_a_config_error_is_the_only_line_printed(tmp_path):
+    """Nothing before the error line: not even Lightning's "Seed set to 0", said once the classes are built."""
+    config = set_in(tiny_run_config(tmp_path), "data.init_args.batch_size", 0)
+    result = run_litforge(["fit", "--config", str(write_yaml(tmp_path / "run.yaml", config))], check=False)
+    assert result.returncode == 2
+    printed = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert printed == ["litforge: error: batch_size: must be at least 1, got 0"], printed
+
+
+@pytest.mark.slow
 def test_bad_data_exits_2_naming_file_line_field_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a", "respnse": "b"}\n')
@@ -229,6 +239,8 @@ def set_in(config, dotted, value):
     (("model.init_args.backbone.init_args.model_type", "lama"),
      "model_type: unknown model_type 'lama'; closest: llama"),
     (("data.init_args.batch_size", "x"), "data.batch_size: Expected a <class 'int'>"),
+    (("data.init_args.batch_size", 0), "batch_size: must be at least 1, got 0"),
+    (("data.init_args.num_workers", -1), "num_workers: must be 0 or more, got -1"),
     (("model.init_args.optimizer", {"class_path": "torch.optim.AdamW", "init_args": {"lr": -1.0}}),
      "optimizer: Invalid learning rate: -1.0"),
     (("model.init_args.scheduler", {"class_path": "torch.optim.lr_scheduler.LinearLR",
