@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from litforge.errors import require
+from litforge.errors import ConfigError, require
 
 
 class Backbone:
@@ -73,6 +74,13 @@ class TinyModel(Backbone):
         self.seed = seed
         self.attn_implementation = attn_implementation
         self.config = dict(config or {})
+        for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                      "intermediate_size", "max_position_embeddings"):
+            require(getattr(self, field) >= 1, field, f"must be at least 1, got {getattr(self, field)}")
+        try:  # the family's own checks (heads dividing the width, ...), before anything is built or written
+            self.hf_config(256, 0, 1, 2)
+        except (ValueError, StrictDataclassError) as error:
+            raise ConfigError("backbone", str(error)) from error
 
     def hf_config(self, vocab_size: int, pad_token_id: int, bos_token_id: int | None,
                   eos_token_id: int | None) -> PretrainedConfig:

@@ -74,6 +74,9 @@ class LitforgeCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         trainer = config.get("trainer", {})
+        accumulate = trainer.get("accumulate_grad_batches")
+        if isinstance(accumulate, int) and accumulate < 1:  # Lightning divides by it at the first step
+            raise ConfigError("trainer.accumulate_grad_batches", f"must be at least 1, got {accumulate}")
         interval = trainer.get("val_check_interval")
         if isinstance(interval, int) and not isinstance(interval, bool):
             trainer["check_val_every_n_epoch"] = None

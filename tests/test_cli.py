@@ -240,6 +240,11 @@ def set_in(config, dotted, value):
      "model_type: unknown model_type 'lama'; closest: llama"),
     (("data.init_args.batch_size", "x"), "data.batch_size: Expected a <class 'int'>"),
     (("data.init_args.batch_size", 0), "batch_size: must be at least 1, got 0"),
+    (("trainer.accumulate_grad_batches", 0), "trainer.accumulate_grad_batches: must be at least 1, got 0"),
+    (("model.init_args.backbone.init_args.num_attention_heads", 3),
+     "backbone: Class validation error for validator 'validate_architecture': ValueError: The hidden size (32) is "
+     "not a multiple of the number of attention heads (3)."),
+    (("model.init_args.backbone.init_args.hidden_size", 0), "hidden_size: must be at least 1, got 0"),
     (("data.init_args.num_workers", -1), "num_workers: must be 0 or more, got -1"),
     (("model.init_args.optimizer", {"class_path": "torch.optim.AdamW", "init_args": {"lr": -1.0}}),
      "optimizer: Invalid learning rate: -1.0"),

@@ -67,7 +67,7 @@ def merged_dirs(tmp_path_factory, dense_dirs):
         if name not in written:
             folder = str(dense_dirs(name))
             written[name] = merge(BTXMerge(num_experts_per_tok=2), [folder] * 3,
-                                  str(tmp_path_factory.getbasetemp() / f"merged_{name}"))
+                                  str(tmp_path_factory.mktemp(f"merged_{name}")))  # a fresh folder each setup
         return written[name]
     return get
 
