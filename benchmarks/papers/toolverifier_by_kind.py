@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,36 +48,38 @@ def main() -> None:
     task = ToolTask(names="descriptive")  # configs/toolverifier/sft.yaml's task
     seen_topics = {tool.family for tool in task.seen.tools}
     programs = {"direct": DirectSelection(), "reasoning": ReasoningSelection(), "ToolVerifier": ToolVerifier()}
-    right = {(name, kind): 0 for name in programs for kind in ("sibling", "family")}
-    count = {"sibling": 0, "family": 0}
-    for seed in options.seeds:
-        before = dict(right), dict(count)
-        directory = Path(options.workdir) / f"seed{seed}" / "runs" / "toolverifier" / "sft" / "hf"
+    kinds = ("sibling", "family")
+    directories = {seed: Path(options.workdir) / f"seed{seed}" / "runs" / "toolverifier" / "sft" / "hf"
+                   for seed in options.seeds}
+    for directory in directories.values():
         if not directory.is_dir():
             raise SystemExit(f"{directory}: no exported model; run benchmarks/papers/toolverifier.py first")
+    right, count = Counter(), Counter()  # over all seeds: (program, kind) -> right answers; kind -> requests
+    for seed, directory in directories.items():
         model = AutoModelForCausalLM.from_pretrained(directory).eval()
         tokenizer = AutoTokenizer.from_pretrained(directory)
         items = evaluation_inputs(task, options.requests, options.requests, seed)["unseen"]
-        kinds = []
+        item_kinds = []
         for item in items:
             gold = next(tool for tool in item["candidates"] if tool.name == item["label"])
-            kinds.append("sibling" if gold.family in seen_topics else "family")
-            count[kinds[-1]] += 1
+            item_kinds.append("sibling" if gold.family in seen_topics else "family")
+        seed_right, seed_count = Counter(), Counter(item_kinds)
         for name, program in programs.items():
             for start in range(0, len(items), BATCH):
                 batch = items[start:start + BATCH]
                 outputs = program.run(model, tokenizer, batch, n=1, temperature=0.0,
                                       seed=seed + SEEDS_PER_RUN * (start // BATCH), max_new_tokens=48,
                                       batch_size=64)
-                for item, kind, samples in zip(batch, kinds[start:start + BATCH], outputs):
-                    right[name, kind] += samples[0].answer == item["label"]
-        print(f"seed {seed}: " + ", ".join(
-            f"{name} {kind} {right[name, kind] - before[0][name, kind]}/{count[kind] - before[1][kind]}"
-            for name in programs for kind in ("sibling", "family")), flush=True)
+                for item, kind, samples in zip(batch, item_kinds[start:start + BATCH], outputs):
+                    seed_right[name, kind] += samples[0].answer == item["label"]
+        print(f"seed {seed}: " + ", ".join(f"{name} {kind} {seed_right[name, kind]}/{seed_count[kind]}"
+                                           for name in programs for kind in kinds), flush=True)
+        right.update(seed_right)
+        count.update(seed_count)
     print(f"\nUnseen requests by kind of gold tool, seeds {options.seeds}, {options.requests} requests each, greedy "
           f"(right / total over seeds)\n")
     rows = [[name] + [f"{right[name, kind]}/{count[kind]} ({right[name, kind] / max(count[kind], 1):.2f})"
-                      for kind in ("sibling", "family")] for name in programs]
+                      for kind in kinds] for name in programs]
     print(markdown_table(["", "held-out sibling (seen topic)", "held-out family (unseen topic)"], rows))
 
 
