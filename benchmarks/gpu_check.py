@@ -1,7 +1,7 @@
 """The GPU run that is ready (issue 18, item 4): every training path litforge ships, a few timed steps each on one
 GPU, and generation speed, printed as one table with the machine and versions.
 
-    python benchmarks/gpu_check.py                 # one GPU; about 6 minutes on an H200 (estimate below)
+    python benchmarks/gpu_check.py                 # one GPU; about 6-7 minutes on an H200 (estimate below)
     python benchmarks/gpu_check.py --dry           # CPU, tiny sizes, 2 timed steps a row: every code path, ~35 s
     python benchmarks/gpu_check.py --rows sft_bf16,dpo_sdpa --json out.json
 
@@ -17,6 +17,10 @@ the shipped overlays it names; the run's steps after the warm-up are timed):
     fsdp_sft        sft_bf16 under configs/strategy/fsdp_gpu.yaml on one GPU (--dry: configs/strategy/fsdp.yaml, 1 CPU)
     rope_step       CoPELM with RoPE on counting (T = 256)                                                tokens/s
     cope_step       the same with CoPE (npos_max 64); its note gives the step-time ratio to rope_step
+    dpo_layouts     issue 19 item 1 on a GPU: one epoch of DPO's forward + backward on long-tailed pairs as
+                    padding-free rows against per-length groups of padded rows (`benchmarks/pair_layouts.py`,
+                    256 pairs, 32k vocabulary, the training rows' Llama, bf16 autocast): padding-free pairs/s,
+                    the note gives each layout's seconds and the ratio
     moe_finetune    MoECausalLM on a Mixtral-format model (8 experts, top 2: the layout a BTX merge exports)
     generate        litforge.generation.generate: 64 prompts x 4 samples x 128 new tokens, KV cache      tokens/s
     generate_vllm   the same through generation_backend VLLMGeneration, where vllm and CUDA are present
@@ -32,9 +36,11 @@ Sizes and the 8-minute estimate (not yet measured: this script has not run on a 
 12-layer, 1024-wide Llama (~150M parameters; MoE and CoPE rows: 8 layers x 512), batches of 64 x 256 tokens (DPO: 32
 arithmetic pairs), 5 warm-up + 30 timed steps. At a pessimistic 20% of an H200's bf16 peak (~200 TFLOP/s of 1 PF), a
 150M-parameter step of 16k tokens is 6 x 1.5e8 x 1.6e4 = 1.5e13 FLOP = 0.08 s, so 35 steps take ~3 s; each row's
-fixed costs (CUDA context, building the model and data, the first steps' kernel selection) are ~15-25 s. Nine rows
-~3-4 minutes, vLLM's engine start (eager mode) ~1 minute, plus the parent's imports: ~5-6 minutes, under 8. Every row
-has a timeout (90 s; vLLM 180 s) so the whole cannot pass 17 minutes even if every row hangs.
+fixed costs (CUDA context, building the model and data, the first steps' kernel selection) are ~15-25 s. The
+dpo_layouts row runs 2 x 4 epochs of 256 pairs (~210k real tokens an epoch, up to 2.3x that padded): ~4e14 FLOP an
+epoch at most, ~2 s, so ~30 s with its tokenizing and warm-up. Ten rows ~4 minutes, vLLM's engine start (eager mode)
+~1 minute, plus the parent's imports: ~6 minutes, under 8. Every row has a timeout (90 s; vLLM 180 s) so the whole
+cannot pass 18.5 minutes even if every row hangs.
 """
 
 from __future__ import annotations
@@ -251,6 +257,21 @@ def row_qlora(dry: bool) -> dict:
     return dict(result, note=f"compute bfloat16, reference AdaptersDisabled; {result['note']}")
 
 
+def row_layouts(dry: bool) -> dict:
+    """`pair_layouts.measure` on this device: which way of skipping padding is faster here (issue 19, item 1)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from pair_layouts import measure
+
+    sizes = {**LM[dry], "max_position_embeddings": 1024, "seed": 0, "attn_implementation": "sdpa"}
+    count, vocab, repeats = (16, 512, 1) if dry else (256, 32000, 2)
+    results = measure(count, vocab, repeats, "cpu" if dry else "cuda", "float32" if dry else "bfloat16", sizes,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    free, groups = results["padding-free, random batches"], results["padded, length groups"]
+    note = "; ".join(f"{name} {r['seconds']:.2f} s" for name, r in results.items())
+    return {"seconds": free["seconds"], "rate": count / free["seconds"], "unit": "pairs/s",
+            "note": f"padding-free vs length groups x{groups['seconds'] / free['seconds']:.2f}; {note}"}
+
+
 def row_vllm(dry: bool) -> dict:
     from litforge.vllm_backend import vllm_unavailable
 
@@ -268,6 +289,7 @@ ROWS = {
     "fsdp_sft": row_fsdp,
     "rope_step": lambda dry: fit(position_lm(dry, {"class_path": "RoPE"}), [], dry),
     "cope_step": lambda dry: fit(position_lm(dry, {"class_path": "CoPE", "init_args": {"npos_max": 64}}), [], dry),
+    "dpo_layouts": row_layouts,
     "moe_finetune": lambda dry: fit(moe(dry), [], dry),
     "generate": lambda dry: generation_row(dry, vllm=False),
     "generate_vllm": row_vllm,

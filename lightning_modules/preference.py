@@ -5,8 +5,9 @@ the policy over chosen and rejected together (a batch of 2B rows from `PairColla
 `litforge.losses` (the `loss` hook a subclass implements), then metrics.
 
 Speed:
-0. No compute on padding (`padding_free`, on by default: on long-tailed lengths it was 1.41x faster than the
-   shared-prompt padded rows and 1.66x faster than the concatenated ones on CPU, see `litforge.packing`): all
+0. No compute on padding (`padding_free`, on by default: on long-tailed lengths an epoch's forward and backward ran
+   1.96x faster than in shared-prompt padded rows and 1.54x faster than in per-length groups of them on CPU,
+   `benchmarks/pair_layouts.py`; see `litforge.packing`): all
    sequences of a batch run as one row of real tokens, positions restarting per pair, attention block-diagonal per
    pair. The padded layouts below remain for models whose attention cannot take it (`packing_refusal`).
 1. The prompt is computed once for both responses (`shared_prompt`, on by default): each pair becomes one row

@@ -83,3 +83,21 @@ def test_tiny_run_prints_table_and_ratios():
     rows = [line for line in lines if line.startswith(("litforge ", "TRL as a user", "TRL best ")) and ":" not in line]
     losses = [float(row.split()[-2]) for row in rows]  # the epoch's mean loss: its only step's
     assert len(losses) == 3 and max(losses) - min(losses) < 0.01  # one step from the same start: the same loss
+
+
+def test_pair_layouts_give_one_loss_and_padding_free_computes_only_real_tokens():
+    """benchmarks/pair_layouts.py (issue 19 item 1): the four layouts run the same epoch (the same log-probs), the
+    padding-free ones on exactly the pairs' real tokens, length groups on less padding than random batches."""
+    layouts = load_benchmark("pair_layouts")
+    tiny = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+            "max_position_embeddings": 1024, "seed": 0, "attn_implementation": "sdpa"}
+    results = layouts.measure(count=16, vocab=64, repeats=1, backbone=tiny, log=lambda line: None)
+    assert list(results) == list(layouts.LAYOUTS)
+    logps = [r["logp"] for r in results.values()]  # thousands of nats; a wrong block would move it by whole nats
+    assert logps[0] < -1000 and max(logps) - min(logps) < 1e-5 * abs(logps[0])
+    real = sum(sum(lengths) for lengths in load_script().pair_lengths(16))  # prompt once, both responses
+    tokens = {name: r["tokens"] for name, r in results.items()}
+    assert tokens["padding-free, random batches"] == tokens["padding-free, length groups"] == real
+    assert tokens["padded, random batches"] > tokens["padded, length groups"] > real
+    lines = layouts.table(results, 16)
+    assert len(lines) == 6 and lines[-1].startswith("padding-free (random batches) vs per-length groups (padded): ")
