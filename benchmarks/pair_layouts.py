@@ -69,7 +69,7 @@ def margin(out) -> "torch.Tensor":
     return (out.chosen / out.chosen_tokens - out.rejected / out.rejected_tokens).float()
 
 
-def computed_tokens(module, batch: dict, padding_free: bool) -> int:
+def computed_tokens(batch: dict, padding_free: bool) -> int:
     """Tokens the decoder's layers run on for this batch: the real ones without padding, else the padded rows'."""
     from litforge.shared_prompt import share_prompts
 
@@ -123,8 +123,7 @@ def measure(count: int = 256, vocab: int = 32000, repeats: int = 2, device: str 
         sync()
         return time.perf_counter() - start, total
 
-    results = {name: {"seconds": float("inf"), "tokens": sum(computed_tokens(module, b, free) for b in
-                                                            batches[grouped])}
+    results = {name: {"seconds": float("inf"), "tokens": sum(computed_tokens(b, free) for b in batches[grouped])}
                for name, (free, grouped) in LAYOUTS.items()}
     for free, grouped in LAYOUTS.values():  # warm-up: the allocator, kernel choices, each layout's code path
         epoch(free, grouped, limit=2)
