@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from litforge.datamodules.length_prompts import read_length_prompts
 from litforge.datamodules.preference import PairCollator, PreferenceDataModule
 
@@ -92,7 +92,7 @@ class LengthInstructedDataModule(PreferenceDataModule):
     """
 
     def __init__(self, source: PreferenceDataModule | None = None, template: str = DEFAULT_TEMPLATE,
-                 limit_rule: LimitRule = lazy_instance(BetweenLengths),
+                 limit_rule: LimitRule = lazy_default(BetweenLengths),
                  ratio: float = 1.0, augment_val: bool = True, length_prompts_path: str | None = None,
                  prepend_instruction: bool = True, **kwargs):
         require(ratio >= 0, "ratio", f"must be >= 0, got {ratio}")

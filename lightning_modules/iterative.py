@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
 from litforge.errors import ConfigError, require
@@ -61,7 +61,7 @@ class IterativeObjective:
     plugin_fields = ("generation_backend",)
 
     def __init__(self, iterations: int = 3, epochs_per_iteration: int = 1, seed: int = 0, run_dir: str | None = None,
-                 generation_backend: GenerationBackend = lazy_instance(BuiltinGeneration), **kwargs):
+                 generation_backend: GenerationBackend = lazy_default(BuiltinGeneration), **kwargs):
         require(iterations >= 1, "iterations", f"must be >= 1, got {iterations}")
         require(epochs_per_iteration >= 1, "epochs_per_iteration", f"must be >= 1, got {epochs_per_iteration}")
         super().__init__(**kwargs)

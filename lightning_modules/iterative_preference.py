@@ -24,7 +24,7 @@ import math
 import time
 from typing import Any
 
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from litforge.lightning_modules.iterative import IterativeObjective
 from litforge.plugins.judges import AnswerJudge, Judge
 from litforge.plugins.pair_rules import BestVsWorst, PairRule, build_pairs
@@ -55,7 +55,7 @@ class IterativePreference(IterativeObjective):
 
     plugin_fields = ("judge", "pair_rule", "heldout_judge")
 
-    def __init__(self, judge: Judge = lazy_instance(AnswerJudge), pair_rule: PairRule = lazy_instance(BestVsWorst),
+    def __init__(self, judge: Judge = lazy_default(AnswerJudge), pair_rule: PairRule = lazy_default(BestVsWorst),
                  candidates: int = 4, temperature: float = 0.8, top_p: float = 1.0, max_new_tokens: int = 64,
                  stop: list[str] | None = None, generation_batch_size: int = 64, num_heldout: int = 0,
                  heldout_judge: Judge | None = None, num_judge_heldout: int = 0, **kwargs):

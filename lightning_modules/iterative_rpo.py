@@ -18,7 +18,7 @@ Departures from the paper:
 
 from __future__ import annotations
 
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from litforge.lightning_modules.cringe import PairwiseCringe
 from litforge.lightning_modules.dpo_nll import DPONLL
 from litforge.lightning_modules.iterative_preference import IterativePreference
@@ -36,8 +36,8 @@ class IterativeRPO(IterativePreference, DPONLL):
         **kwargs: see `IterativePreference` (iterations, generation, held-out) and `DPONLL` (beta, alpha).
     """
 
-    def __init__(self, judge: Judge = lazy_instance(AnswerJudge),
-                 pair_rule: PairRule = lazy_instance(CorrectVsIncorrect), candidates: int = 8, **kwargs):
+    def __init__(self, judge: Judge = lazy_default(AnswerJudge),
+                 pair_rule: PairRule = lazy_default(CorrectVsIncorrect), candidates: int = 8, **kwargs):
         super().__init__(judge=judge, pair_rule=pair_rule, candidates=candidates, **kwargs)
 
 
@@ -51,6 +51,6 @@ class IterativeCringe(IterativePreference, PairwiseCringe):
         **kwargs: see `IterativePreference` and `PairwiseCringe`.
     """
 
-    def __init__(self, judge: Judge = lazy_instance(AnswerJudge),
-                 pair_rule: PairRule = lazy_instance(CorrectVsIncorrect), candidates: int = 8, **kwargs):
+    def __init__(self, judge: Judge = lazy_default(AnswerJudge),
+                 pair_rule: PairRule = lazy_default(CorrectVsIncorrect), candidates: int = 8, **kwargs):
         super().__init__(judge=judge, pair_rule=pair_rule, candidates=candidates, **kwargs)

@@ -38,7 +38,7 @@ from functools import partial
 from typing import Any
 
 import torch
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from lightning.pytorch.utilities import rank_zero_info
 from litforge.lightning_modules.set_metrics import kept_rows, reset_metrics, select_rows
 from litforge.plugins.reference import FrozenCopy, ReferenceSource
@@ -121,7 +121,7 @@ class PreferenceModule(LitforgeModule):
     metric_names: tuple[str, ...] = METRICS  # per-pair values logged as train/<name> and val/<name>
     plugin_fields = ("reference",)  # objects, kept out of the hyperparameters (LitforgeModule)
 
-    def __init__(self, reference: ReferenceSource = lazy_instance(FrozenCopy), shared_prompt: bool = True,
+    def __init__(self, reference: ReferenceSource = lazy_default(FrozenCopy), shared_prompt: bool = True,
                  padding_free: bool = True, lm_head_chunk: int | None = None, **kwargs):
         require(lm_head_chunk is None or lm_head_chunk >= 1, "lm_head_chunk", f"must be >= 1, got {lm_head_chunk}")
         super().__init__(**kwargs)

@@ -23,7 +23,7 @@ Departures from the paper:
 
 from __future__ import annotations
 
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from litforge.lightning_modules.causal_lm import CausalLM, exact_matches
 from litforge.lightning_modules.dpo_nll import DPONLL
 from litforge.lightning_modules.iterative_preference import IterativePreference
@@ -45,7 +45,7 @@ class SelfRewarding(IterativePreference, DPONLL):
         **kwargs: see `IterativePreference` and `DPONLL`.
     """
 
-    def __init__(self, judge: Judge = lazy_instance(LLMJudge), pair_rule: PairRule = lazy_instance(BestVsWorst),
+    def __init__(self, judge: Judge = lazy_default(LLMJudge), pair_rule: PairRule = lazy_default(BestVsWorst),
                  candidates: int = 4, temperature: float = 0.7, top_p: float = 0.9, beta: float = 0.1,
                  alpha: float = 0.0, **kwargs):
         super().__init__(judge=judge, pair_rule=pair_rule, candidates=candidates, temperature=temperature,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from litforge.lightning_modules.causal_lm import CausalLM
 from litforge.lightning_modules.iterative import IterativeObjective
 from litforge.plugins.consistency import ConsistencyFilter, SelfConsistency
@@ -60,8 +60,8 @@ class System2Distillation(IterativeObjective, CausalLM):
 
     plugin_fields = ("program", "filter", "system1", "teacher")
 
-    def __init__(self, program: System2Program, filter: ConsistencyFilter = lazy_instance(SelfConsistency),
-                 system1: Direct = lazy_instance(Direct), teacher: Backbone | None = None, temperature: float = 0.7,
+    def __init__(self, program: System2Program, filter: ConsistencyFilter = lazy_default(SelfConsistency),
+                 system1: Direct = lazy_default(Direct), teacher: Backbone | None = None, temperature: float = 0.7,
                  max_new_tokens: int = 32, generation_batch_size: int = 64, num_heldout: int = 200,
                  evaluate_system2: bool = True, **kwargs):
         require(temperature >= 0, "temperature", f"must be >= 0, got {temperature}")

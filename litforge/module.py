@@ -18,7 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import lazy_instance
+from litforge.lazy import lazy_default
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -53,7 +53,7 @@ class LitforgeModule(L.LightningModule):
 
     plugin_fields: tuple[str, ...] = ("backbone", "tokenizer", "position", "optimizer", "scheduler")
 
-    def __init__(self, backbone: Backbone = lazy_instance(TinyModel), tokenizer: PreTrainedTokenizerBase | None = None,
+    def __init__(self, backbone: Backbone = lazy_default(TinyModel), tokenizer: PreTrainedTokenizerBase | None = None,
                  position: PositionEncoding | None = None, gradient_checkpointing: bool = False,
                  optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None,
                  lora: dict[str, Any] | None = None, quantization: dict[str, Any] | None = None):

@@ -24,3 +24,22 @@ def test_plugins_are_dropped_and_settings_kept(module, plugins, plain):
     for recorded in (module.hparams, module.hparams_initial):
         assert not (plugins | INJECTED) & set(recorded)
         assert plain.items() <= dict(recorded).items()
+
+
+def test_lazy_default_is_lazy_instance_made_where_it_is_called():
+    """`litforge.lazy.lazy_default` gives what jsonargparse's `lazy_instance` gives from the same module (the lazy
+    class is registered on the caller's module and shared), and puts `inspect.stack` back."""
+    import inspect
+
+    from jsonargparse import lazy_instance
+
+    from litforge.backbones import TinyModel
+    from litforge.lazy import lazy_default
+
+    real = inspect.stack
+    made = lazy_default(TinyModel, hidden_size=48)
+    assert inspect.stack is real
+    reference = lazy_instance(TinyModel, hidden_size=48)
+    assert type(made) is type(reference) and type(made).__module__ == __name__
+    assert made.lazy_get_init_data() == reference.lazy_get_init_data()
+    assert made.lazy_get_init_data().init_args.hidden_size == 48 and isinstance(made, TinyModel)
