@@ -46,20 +46,24 @@ LAYOUTS = {"padded, random batches": (False, False), "padding-free, random batch
 LM_HEAD_CHUNK = 256
 
 
-def epoch_batches(data: list[dict], vocab: int, root: str, group_by_length: bool) -> list[dict]:
-    """The training epoch's batches (PairCollator's 2B rows) in litforge's order, seeded, with or without grouping."""
+def epoch_batches(data: list[dict], vocab: int) -> dict[bool, list[dict]]:
+    """The training epoch's batches (PairCollator's 2B rows) in litforge's seeded order, by `group_by_length`: the
+    pairs tokenized once, then batched both ways."""
     from litforge.datamodules import PreferenceDataModule
 
     class Pairs(PreferenceDataModule):
         def pairs(self, split):
             return data if split == "train" else None
 
-    folder = os.path.join(root, "tokenizer")
-    if not os.path.isdir(folder):
-        tokenizer(vocab).save_pretrained(folder)
-    datamodule = Pairs(tokenizer=folder, max_length=MAX_LENGTH, batch_size=BATCH, group_by_length=group_by_length)
+    with tempfile.TemporaryDirectory() as root:
+        tokenizer(vocab).save_pretrained(root)
+        datamodule = Pairs(tokenizer=root, max_length=MAX_LENGTH, batch_size=BATCH)
     datamodule.setup("fit")
-    return list(datamodule.train_dataloader())
+    batches = {}
+    for grouped in (False, True):
+        datamodule.group_by_length = grouped
+        batches[grouped] = list(datamodule.train_dataloader())
+    return batches
 
 
 def margin(out) -> "torch.Tensor":
@@ -91,8 +95,7 @@ def measure(count: int = 256, vocab: int = 32000, repeats: int = 2, device: str 
     from litforge.runtime import keep_freed_memory
 
     data = pairs(count, vocab)
-    with tempfile.TemporaryDirectory() as root:
-        batches = {grouped: epoch_batches(data, vocab, root, grouped) for grouped in (False, True)}
+    batches = epoch_batches(data, vocab)
     module = DPONLL(backbone=TinyModel(**(backbone or BACKBONE)), tokenizer=tokenizer(vocab), beta=BETA, alpha=0.0,
                     lm_head_chunk=LM_HEAD_CHUNK)
     module.configure_model()
